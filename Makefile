@@ -1,0 +1,36 @@
+# make run   : set up .venv (once), then run the quickstart search on bundled MNIST and leave it in MLflow
+# make test  : set up .venv (once), then run the tests
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test test-fast ui bench clean
+
+setup: $(STAMP)
+
+# Re-installs only when pyproject.toml changes. torch is installed first, pinned, so that pip
+# takes the CPU wheel where one is provided locally instead of resolving a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/vaesearch run configs/quickstart.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration"
+
+ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/trainable_overhead.py
+
+clean:
+	rm -rf $(VENV) *.egg-info build

@@ -1,0 +1,68 @@
+"""``vaesearch`` command line: parsing only; the work is in search.run / search.config."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from search.config import ConfigError, load_config
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    space = config.search.space.model_dump(exclude_none=True)
+    print(f"{args.config}: OK — {config.search.algorithm} search, {config.search.num_samples} trials of "
+          f"{config.train.epochs} epochs on {config.data.name}; searching {', '.join(space) or 'nothing'}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from search.run import TrackingUnavailableError, run_search  # heavy imports only when running
+
+    config = load_config(args.config)
+    try:
+        summary = run_search(
+            config, yaml_text=Path(args.config).read_text(), num_samples=args.num_samples,
+            address=args.address, tracking_uri=args.tracking_uri, verbose=args.verbose,
+        )
+    except TrackingUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n=== vaesearch summary ===")
+    print(summary.describe())
+    return 0 if summary.best_config is not None else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vaesearch", description="Hyperparameter search for VAEs (Ray Tune + Optuna + MLflow)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the search described by a YAML config")
+    run.add_argument("config", help="path to the YAML config")
+    run.add_argument("--num-samples", type=int, default=None, help="override search.num_samples")
+    run.add_argument("--address", default=None, help="Ray cluster address ('auto' on a cluster node); default: local Ray")
+    run.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: tracking.uri of the config)")
+    run.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0 quiet, 1 progress table, 2 + trial logs")
+    run.set_defaults(func=_cmd_run)
+
+    validate = sub.add_parser("validate", help="check a config file without starting anything")
+    validate.add_argument("config")
+    validate.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "num_samples", None) is not None and args.num_samples < 1:
+        print(f"error: --num-samples must be >= 1, got {args.num_samples}", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""MLflow tracking, written from the driver only.
+
+Layout: one parent run per search (the config as params, the YAML as an artifact, the best
+trial's config and metrics at the end, the best model logged and registered), one nested child
+run per Tune trial (``mlflow.parentRunId`` tag; its sampled params, every epoch's metrics with
+``step=epoch``, reconstructions and prior-samples PNGs). Workers never talk to MLflow: only the
+driver needs the tracking server's address and credentials.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import mlflow
+import torch
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+import trainables
+from search.config import Config
+
+log = logging.getLogger(__name__)
+
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+TRIAL_ID_TAG = "vaesearch.trial_id"
+ROLE_TAG = "vaesearch.role"
+IMAGE_FILES = ("reconstructions.png", "samples.png")
+_MAX_PARAM = 6000  # MLflow's limit on a param value
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists and None become strings for MLflow params."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, list | dict) or value is None else str(value)
+    return text[:_MAX_PARAM]
+
+
+def numeric_metrics(result: Mapping[str, Any], keys: Iterable[str] | None = None) -> dict[str, float]:
+    """The finite numeric entries of a Tune result that are ours (``train/``, ``val/``, ``test/``, ...)."""
+    prefixes = ("train/", "val/", "test/", "time/", "beta")
+    out = {}
+    for key, value in result.items():
+        if keys is not None and key not in keys:
+            continue
+        if not key.startswith(prefixes) or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+class Tracker:
+    """Owns the MLflow client, the experiment and the parent run of one search."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        self.experiment_id = self._experiment(experiment)
+        self.parent_run_id: str | None = None
+
+    def _experiment(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        return found.experiment_id if found is not None else self.client.create_experiment(name)
+
+    # --- the parent run --------------------------------------------------------------------
+    def start_parent(self, config: Config, yaml_text: str | None, run_name: str) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={ROLE_TAG: "search"})
+        self.parent_run_id = run.info.run_id
+        params = flatten(config.model_dump(mode="json"))
+        self.client.log_batch(self.parent_run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "config.yaml"
+            path.write_text(yaml_text if yaml_text is not None else json.dumps(config.model_dump(mode="json"), indent=2))
+            self.client.log_artifact(self.parent_run_id, str(path))
+        return self.parent_run_id
+
+    def finish_parent(self, status: str = "FINISHED") -> None:
+        if self.parent_run_id is not None:
+            self.client.set_terminated(self.parent_run_id, status=status)
+
+    def log_best(self, best_config: Mapping[str, Any], best_metrics: Mapping[str, float], best_run_id: str | None) -> None:
+        run_id = self._parent()
+        params = [Param(f"best.{k}", _param_value(v)) for k, v in best_config.items()]
+        metrics = [Metric(f"best/{k}", v, _now_ms(), 0) for k, v in numeric_metrics(best_metrics).items()]
+        tags = [RunTag("vaesearch.best_run_id", best_run_id or "")]
+        self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+
+    def log_table(self, rows: list[dict[str, Any]], name: str = "trials.json") -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / name
+            path.write_text(json.dumps(rows, indent=2, default=str))
+            self.client.log_artifact(self._parent(), str(path))
+
+    def log_model(self, model: Any, registered_model: str | None, checkpoint_dir: str | None = None) -> str:
+        """Log the best VAE with ``mlflow.pytorch.log_model`` (and register it); returns the model URI."""
+        mlflow.set_tracking_uri(self.uri)
+        with mlflow.start_run(run_id=self._parent()):
+            # "pickle" so loading gives back the VAE itself (reconstruct/sample), not a traced graph;
+            # the trainables package travels with the model so it loads where vaesearch is not installed.
+            info = mlflow.pytorch.log_model(
+                model, name="model", registered_model_name=registered_model, serialization_format="pickle",
+                code_paths=[str(Path(trainables.__file__).parent)],
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pillow"],
+            )
+            if checkpoint_dir is not None:  # weights + config, loadable with torch.load(weights_only=True)
+                mlflow.log_artifacts(checkpoint_dir, artifact_path="best_checkpoint")
+        return info.model_uri
+
+    def _parent(self) -> str:
+        if self.parent_run_id is None:
+            raise RuntimeError("start_parent() must be called before logging to the parent run")
+        return self.parent_run_id
+
+    # --- child runs --------------------------------------------------------------------------
+    def child_run(self, trial_id: str, run_name: str, params: Mapping[str, Any]) -> str:
+        """The child run of a trial, created once (found again by its trial-id tag after a restart)."""
+        parent = self._parent()
+        existing = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent}' AND tags.`{TRIAL_ID_TAG}` = '{trial_id}'",
+            max_results=1,
+        )
+        if existing:
+            return existing[0].info.run_id
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=run_name,
+            tags={PARENT_TAG: parent, TRIAL_ID_TAG: trial_id, ROLE_TAG: "trial"},
+        )
+        flat = flatten(params)
+        self.client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in flat.items()])
+        return run.info.run_id
+
+    def log_epoch(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        now = _now_ms()
+        self.client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
+
+    def log_images(self, run_id: str, directory: str | Path) -> list[str]:
+        logged = []
+        for name in IMAGE_FILES:
+            path = Path(directory) / name
+            if path.is_file():
+                self.client.log_artifact(run_id, str(path), artifact_path="images")
+                logged.append(name)
+        return logged
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class MlflowTrialCallback(Callback):
+    """Ray Tune callback (runs in the driver) that mirrors every trial into a child run."""
+
+    def __init__(self, tracker: Tracker, log_images: bool = True) -> None:
+        self.tracker = tracker
+        self.log_images = log_images
+        self.run_ids: dict[str, str] = {}
+
+    def _run_id(self, trial: Trial) -> str:
+        if trial.trial_id not in self.run_ids:
+            self.run_ids[trial.trial_id] = self.tracker.child_run(trial.trial_id, str(trial), trial.config)
+        return self.run_ids[trial.trial_id]
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._run_id(trial)
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        metrics = numeric_metrics(result)
+        if metrics:
+            self.tracker.log_epoch(self._run_id(trial), metrics, step)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        run_id = self._run_id(trial)
+        if self.log_images and trial.checkpoint is not None:
+            try:
+                with trial.checkpoint.as_directory() as directory:
+                    self.tracker.log_images(run_id, directory)
+            except Exception as exc:  # a missing image must not take the search down
+                log.warning("could not log images of %s: %s", trial, exc)
+        self.tracker.client.set_terminated(run_id, status="FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        run_id = self._run_id(trial)
+        text = _read_error(trial)
+        self.tracker.client.set_tag(run_id, "vaesearch.error", error_summary(text)[:5000])
+        if text:
+            self.tracker.client.log_text(run_id, text, "error.txt")
+        self.tracker.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED))
+
+
+def _read_error(trial: Trial) -> str:
+    # The driver writes the error file locally first (it reaches Tune's storage later).
+    path = trial.error_file
+    if path and Path(path).is_file():
+        return Path(path).read_text(errors="replace")
+    return str(trial.get_error() or "")
+
+
+def error_summary(text: str) -> str:
+    """The exception line of a traceback (the last line naming an ...Error/Exception)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if head.endswith(("Error", "Exception")) and " " not in head:
+            return line
+    return lines[-1] if lines else "unknown error"

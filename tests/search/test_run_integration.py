@@ -1,0 +1,126 @@
+"""End to end: a small search with real Ray Tune, real Optuna and a real MLflow SQLite store."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+import ray
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from search.cli import main
+from search.config import parse_config
+from search.run import TrackingUnavailableError, run_search
+from search.tracking import PARENT_TAG, TRIAL_ID_TAG
+
+pytestmark = pytest.mark.integration
+
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _config_dict(tmp_path: Path, **search) -> dict:
+    return {
+        "name": "itest",
+        "seed": 0,
+        "data": {"name": "digits"},
+        "model": {"encoder": "mlp", "latent_dim": 4, "width": 0.125},
+        "train": {"epochs": EPOCHS, "batch_size": 128, "n_images": 16},
+        "search": {
+            "algorithm": "optuna", "num_samples": 4, "max_concurrent": 2, "n_startup_trials": 2,
+            "space": {
+                "beta": {"low": 0.5, "high": 2.0, "log": True},
+                "latent_dim": [2, 4],
+                "decoder": ["mlp_small", "deconv_2x2"],
+                "schedule": {"constant": {}, "linear": {"warmup_fraction": {"low": 0.2, "high": 0.8}}},
+            },
+            **search,
+        },
+        "final_eval": {"test_nll_k": 20, "chunk_size": 10, "max_examples": 50},
+        "resources": {"cpu": 1, "storage_path": str(tmp_path / "ray_results"), "max_failures": 0},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "itest", "registered_model": "itest-vae"},
+    }
+
+
+def _children(client: MlflowClient, summary) -> list:
+    return client.search_runs([summary.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{summary.parent_run_id}'")
+
+
+def test_search_records_every_trial_in_mlflow(tmp_path: Path, ray_local) -> None:
+    config = parse_config(_config_dict(tmp_path))
+    summary = run_search(config, yaml_text=yaml.safe_dump(_config_dict(tmp_path)), verbose=0)
+    assert summary.n_trials == 4 and summary.n_errors == 0
+
+    client = MlflowClient(tracking_uri=summary.tracking_uri)
+    parent = client.get_run(summary.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["search.num_samples"] == "4"
+    assert "config.yaml" in [a.path for a in client.list_artifacts(summary.parent_run_id)]
+    assert "best/test/nll" in parent.data.metrics and "best/val/nelbo" in parent.data.metrics
+    assert parent.data.params["best.decoder"] in ("mlp_small", "deconv_2x2")
+
+    children = _children(client, summary)
+    assert len(children) == 4
+    assert len({c.data.tags[TRIAL_ID_TAG] for c in children}) == 4
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert set(child.data.params) >= {"beta", "latent_dim", "decoder", "schedule"}
+        history = client.get_metric_history(child.info.run_id, "val/nelbo")
+        assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
+        assert {"val/rate", "val/distortion", "val/active_units", "train/loss", "beta"} <= set(child.data.metrics)
+        images = {a.path for a in client.list_artifacts(child.info.run_id, "images")}
+        assert images == {"images/reconstructions.png", "images/samples.png"}
+
+    # the best trial's run carries the importance-sampled test NLL; the best is really the best
+    best_child = client.get_run(summary.best_run_id)
+    assert "test/nll" in best_child.data.metrics
+    assert best_child.data.metrics["val/nelbo"] == min(c.data.metrics["val/nelbo"] for c in children)
+
+    # the registered model loads back and is a working VAE
+    model = mlflow.pytorch.load_model("models:/itest-vae/1")
+    x = torch.rand(3, 1, 8, 8)
+    assert model.reconstruct(x).shape == (3, 1, 8, 8)
+    assert torch.isfinite(model(x.bernoulli()).log_px_z).all()
+
+
+def test_failing_trial_does_not_take_the_search_down(tmp_path: Path, ray_local) -> None:
+    data = _config_dict(tmp_path, num_samples=3, max_concurrent=1, algorithm="random")
+    data["search"]["space"] = {"lr": [1e-3, 1e30]}  # lr = 1e30 diverges: NonFiniteLossError
+    data["seed"] = 0  # RandomSampler(seed=0) draws 1e30, 1e-3, 1e30
+    summary = run_search(parse_config(data), verbose=0)
+    client = MlflowClient(tracking_uri=summary.tracking_uri)
+    children = _children(client, summary)
+    assert summary.n_trials == 3 and len(children) == 3
+    failed = [c for c in children if c.info.status == "FAILED"]
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert failed and finished, "this seed must draw both learning rates"
+    assert all(c.data.params["lr"] == "1e+30" for c in failed)
+    assert all("non-finite training loss" in c.data.tags["vaesearch.error"] for c in failed)
+    assert summary.best_config is not None and summary.best_config["lr"] == 1e-3
+
+
+def test_cli_run_prints_a_summary(tmp_path: Path, ray_local, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _config_dict(tmp_path, num_samples=8, scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    uri = f"sqlite:///{tmp_path / 'other.db'}"
+    assert main(["run", str(path), "--num-samples", "2", "--tracking-uri", uri, "--verbose", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "best config:" in out and "MLflow parent run:" in out and "mlflow ui --backend-store-uri" in out
+    runs = MlflowClient(tracking_uri=uri).search_runs([MlflowClient(tracking_uri=uri).get_experiment_by_name("itest").experiment_id])
+    assert len(runs) == 3  # parent + 2 trials (--num-samples overrides the file's 8)
+
+
+def test_unreachable_tracking_server_fails_before_any_trial(tmp_path: Path) -> None:
+    config = parse_config(_config_dict(tmp_path))
+    with pytest.raises(TrackingUnavailableError, match="no trial was started"):
+        run_search(config, tracking_uri="http://127.0.0.1:9", verbose=0)
+    assert not (tmp_path / "ray_results").exists()

@@ -1,0 +1,315 @@
+"""Tests for trainables.metrics against a linear-Gaussian VAE whose log p(x) is known exactly.
+
+p(z) = N(0, I), p(x|z) = N(Wz + b, σ²I), x ∈ R^P, so p(x) = N(b, WWᵀ + σ²I). W has orthogonal
+columns, which makes the true posterior p(z|x) diagonal: an encoder can represent it exactly.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from trainables.gaussian import (
+    diag_gaussian_log_prob,
+    kl_to_std_normal,
+    reparameterize,
+    std_normal_log_prob,
+)
+from trainables.metrics import (
+    EvalResult,
+    active_units,
+    evaluate,
+    importance_sampled_log_likelihood,
+    importance_sampled_nll,
+)
+from trainables.objectives import log_importance_weights
+
+P, D = 5, 2
+DTYPE = torch.float64  # so that "exact" comparisons can be tight
+
+
+@dataclass
+class Posterior:
+    mu: torch.Tensor  # (B, D)
+    logvar: torch.Tensor  # (B, D)
+
+
+@dataclass
+class Pieces:
+    log_px_z: torch.Tensor  # (B,)
+    kl_per_dim: torch.Tensor  # (B, D)
+
+
+class StdNormalPrior:
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return std_normal_log_prob(z)
+
+
+class LinearGaussianVAE:
+    """Decoder N(Wz + b, σ²I); encoder q(z|x) = N(A(x − b) + c, diag(exp(logvar)))."""
+
+    def __init__(self, encoder_scale: float = 1.0, logvar_shift: float = 0.0) -> None:
+        gen = torch.Generator().manual_seed(0)
+        q, _ = torch.linalg.qr(torch.randn((P, D), generator=gen, dtype=DTYPE))
+        self.W = q * torch.tensor([2.0, 0.7], dtype=DTYPE)  # (P, D), orthogonal columns
+        self.b = torch.randn(P, generator=gen, dtype=DTYPE)  # (P,)
+        self.sigma2 = 0.5
+        # Exact posterior: Σ = (I + WᵀW/σ²)⁻¹ (diagonal here), mean Σ Wᵀ (x − b) / σ².
+        post_var = 1.0 / (1.0 + (self.W**2).sum(0) / self.sigma2)  # (D,)
+        self.A = encoder_scale * post_var[:, None] * self.W.T / self.sigma2  # (D, P)
+        self.c = torch.zeros(D, dtype=DTYPE)
+        self.logvar = post_var.log() + logvar_shift  # (D,)
+        self.prior = StdNormalPrior()
+
+    def encode(self, x: torch.Tensor) -> Posterior:
+        mu = (x - self.b) @ self.A.T + self.c  # (B, D)
+        return Posterior(mu=mu, logvar=self.logvar.expand_as(mu))
+
+    def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        mean = z @ self.W.T + self.b  # (B, P)
+        return diag_gaussian_log_prob(x, mean, torch.full_like(x, math.log(self.sigma2)))
+
+    def __call__(self, x: torch.Tensor) -> Pieces:
+        post = self.encode(x)
+        z = reparameterize(post.mu, post.logvar)  # global RNG, like a real nn.Module
+        return Pieces(self.log_px_given_z(x, z), kl_to_std_normal(post.mu, post.logvar))
+
+    def sample(self, n: int, seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn((n, D), generator=gen, dtype=DTYPE)
+        noise = torch.randn((n, P), generator=gen, dtype=DTYPE)
+        return z @ self.W.T + self.b + math.sqrt(self.sigma2) * noise  # (n, P)
+
+    def log_px(self, x: torch.Tensor) -> torch.Tensor:
+        cov = self.W @ self.W.T + self.sigma2 * torch.eye(P, dtype=DTYPE)
+        return torch.distributions.MultivariateNormal(self.b, cov).log_prob(x)  # (B,)
+
+    def elbo(self, x: torch.Tensor) -> torch.Tensor:
+        """Closed form: log N(x; Wμ + b, σ²I) − Σ_j ‖w_j‖² var_j / (2σ²) − KL(q ‖ p)."""
+        post = self.encode(x)
+        expected_log_lik = self.log_px_given_z(x, post.mu) - (
+            (self.W**2).sum(0) * post.logvar.exp()
+        ).sum(-1) / (2 * self.sigma2)
+        return expected_log_lik - kl_to_std_normal(post.mu, post.logvar).sum(-1)  # (B,)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --- (a) exact posterior ---------------------------------------------------------------------
+
+
+def test_closed_form_elbo_is_tight_at_the_exact_posterior() -> None:
+    model = LinearGaussianVAE()
+    x = model.sample(50, seed=1)
+    assert torch.allclose(model.elbo(x), model.log_px(x), atol=1e-10)
+    assert (LinearGaussianVAE(encoder_scale=0.8).elbo(x) < model.log_px(x) - 1e-3).all()
+
+
+@pytest.mark.parametrize("k", [1, 7, 100])
+def test_is_estimate_is_exact_for_any_k_at_the_exact_posterior(k: int) -> None:
+    model = LinearGaussianVAE()
+    x = model.sample(20, seed=2)
+    estimate = importance_sampled_log_likelihood(model, x, k=k, chunk_size=3, generator=_gen(k))
+    assert estimate.shape == (20,)
+    assert torch.allclose(estimate, model.log_px(x), atol=1e-9)
+
+
+def test_importance_sampled_nll_is_exact_mean_at_the_exact_posterior() -> None:
+    model = LinearGaussianVAE()
+    x = model.sample(10, seed=3)  # batches of 3, 3, 3, 1
+    nll = importance_sampled_nll(model, x, k=20, batch_size=3, chunk_size=6, generator=_gen(0))
+    assert nll == pytest.approx(-model.log_px(x).mean().item(), abs=1e-9)
+
+
+def test_evaluate_nelbo_matches_log_px_at_the_exact_posterior() -> None:
+    model = LinearGaussianVAE()
+    x = model.sample(4000, seed=4)
+    result = evaluate(model, x, batch_size=1000, generator=_gen(0))
+    # Single-sample ELBO: unbiased, so it matches −log p(x) up to its Monte Carlo error.
+    torch.manual_seed(0)
+    pieces = model(x)
+    per_example = -pieces.log_px_z + pieces.kl_per_dim.sum(-1)
+    stderr = per_example.std().item() / math.sqrt(len(x))
+    assert result.nelbo == pytest.approx(-model.log_px(x).mean().item(), abs=4 * stderr)
+    assert stderr < 0.05
+
+
+# --- (b) perturbed encoder -------------------------------------------------------------------
+
+
+def test_is_estimate_with_k_5000_is_within_its_standard_error_and_above_the_elbo() -> None:
+    model = LinearGaussianVAE(encoder_scale=0.9, logvar_shift=0.5)  # ELBO gap 0.15–0.2 nats
+    x = model.sample(16, seed=5)
+    estimate = importance_sampled_log_likelihood(model, x, k=5000, generator=_gen(1))
+    # Delta-method standard error of log(mean w) from an independent set of weights.
+    w = torch.exp(log_importance_weights(model, x, 5000, generator=_gen(2)) - model.log_px(x))
+    stderr = w.std(0) / (w.mean(0) * math.sqrt(5000))  # (B,)
+    assert stderr.max() < 0.01
+    assert ((estimate - model.log_px(x)).abs() < 5 * stderr).all()
+    assert (estimate > model.elbo(x) + 0.1).all()
+
+
+def test_is_estimate_rises_with_k_on_average() -> None:
+    model = LinearGaussianVAE(encoder_scale=0.8, logvar_shift=-1.0)  # heavy-ish tailed weights
+    x = model.sample(1000, seed=6)
+    estimates = {
+        k: importance_sampled_log_likelihood(model, x, k=k, chunk_size=250, generator=_gen(k))
+        for k in (1, 10, 100, 1000)
+    }
+    for small, large in [(1, 10), (10, 100), (100, 1000)]:
+        gain = estimates[large] - estimates[small]  # (N,) paired by example
+        stderr = gain.std().item() / math.sqrt(len(x))
+        assert gain.mean().item() > 3 * stderr, (small, large)
+    assert (estimates[1000].mean() < model.log_px(x).mean()).item()  # still a lower bound
+
+
+def test_k_1_estimate_is_unbiased_for_the_elbo() -> None:
+    model = LinearGaussianVAE(encoder_scale=0.8, logvar_shift=-1.0)
+    x = model.sample(50, seed=7).repeat(200, 1)  # 200 independent draws per example
+    diff = importance_sampled_log_likelihood(model, x, k=1, generator=_gen(3)) - model.elbo(x)
+    stderr = diff.std().item() / math.sqrt(len(diff))
+    assert abs(diff.mean().item()) < 4 * stderr
+    assert stderr < 0.01  # far below the ≈ 0.5 nat ELBO gap of this encoder
+
+
+# --- (c) chunking ----------------------------------------------------------------------------
+
+
+class _CountingModel(LinearGaussianVAE):
+    def __init__(self) -> None:
+        super().__init__(encoder_scale=0.8, logvar_shift=-0.5)
+        self.encode_calls = 0
+        self.decoder_rows: list[int] = []
+
+    def encode(self, x: torch.Tensor) -> Posterior:
+        self.encode_calls += 1
+        return super().encode(x)
+
+    def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        self.decoder_rows.append(x.shape[0])
+        return super().log_px_given_z(x, z)
+
+
+def test_chunked_estimate_equals_one_chunk_with_the_same_draws() -> None:
+    # With B·D = 16, torch's CPU normal sampler (filled in blocks of 16) yields the same stream
+    # whether 50 samples are drawn at once or 7 at a time; check that precondition first.
+    batch = 8
+    whole = torch.randn((50, batch, D), generator=_gen(9), dtype=DTYPE)
+    g = _gen(9)
+    parts = [torch.randn((n, batch, D), generator=g, dtype=DTYPE) for n in [7] * 7 + [1]]
+    assert torch.equal(torch.cat(parts), whole)
+
+    x = LinearGaussianVAE().sample(batch, seed=8)
+    chunked_model = _CountingModel()
+
+    def estimate(model: _CountingModel, chunk_size: int) -> torch.Tensor:
+        return importance_sampled_log_likelihood(
+            model, x, k=50, chunk_size=chunk_size, generator=_gen(9)
+        )
+
+    chunked = estimate(chunked_model, 7)
+    one_chunk = estimate(_CountingModel(), 50)
+    oversized = estimate(_CountingModel(), 999)
+    assert torch.allclose(chunked, one_chunk, atol=1e-10, rtol=0)
+    assert torch.equal(one_chunk, oversized)
+    assert chunked_model.encode_calls == 1
+    assert chunked_model.decoder_rows == [7 * batch] * 7 + [1 * batch]  # memory bounded by chunk
+
+
+# --- evaluate and active units -----------------------------------------------------------------
+
+
+class _DeterministicImageModel:
+    """Images (N, 1, 2, 2); log p(x|z) = −Σ pixels and KL_j = x_j² for the first D pixels."""
+
+    prior = StdNormalPrior()
+
+    def encode(self, x: torch.Tensor) -> Posterior:
+        flat = x.flatten(1)[:, :D]  # (B, D)
+        return Posterior(mu=flat, logvar=torch.zeros_like(flat))
+
+    def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return -x.flatten(1).sum(1)
+
+    def __call__(self, x: torch.Tensor) -> Pieces:
+        return Pieces(-x.flatten(1).sum(1), x.flatten(1)[:, :D] ** 2)
+
+
+def test_evaluate_is_the_exact_mean_with_an_uneven_last_batch() -> None:
+    x = torch.arange(7 * 4, dtype=DTYPE).reshape(7, 1, 2, 2) / 10  # batches of 3, 3, 1
+    result = evaluate(_DeterministicImageModel(), x, batch_size=3)
+    flat = x.flatten(1)
+    assert result.distortion == pytest.approx(flat.sum(1).mean().item())
+    assert result.rate == pytest.approx((flat[:, :D] ** 2).sum(1).mean().item())
+    assert result.nelbo == pytest.approx(result.distortion + result.rate)
+    assert result.n_examples == 7
+    assert result.active_units == 2  # pixel values vary a lot over the 7 images
+
+
+def test_evaluate_linear_gaussian_terms_and_metric_names() -> None:
+    model = LinearGaussianVAE(encoder_scale=0.8)
+    x = model.sample(103, seed=10)
+    result = evaluate(model, x, batch_size=25, generator=_gen(0))
+    expected_rate = kl_to_std_normal(**vars(model.encode(x))).sum(-1).mean().item()
+    assert result.rate == pytest.approx(expected_rate, rel=1e-12)
+    assert result.nelbo == pytest.approx(result.distortion + result.rate, rel=1e-12)
+    assert result.as_metrics("test") == {
+        "test/nelbo": result.nelbo,
+        "test/rate": result.rate,
+        "test/distortion": result.distortion,
+        "test/active_units": 2.0,
+    }
+    val_names = {"val/nelbo", "val/rate", "val/distortion", "val/active_units"}
+    assert set(result.as_metrics()) == val_names
+
+
+def test_evaluate_is_reproducible_with_a_generator_and_leaves_global_rng_alone() -> None:
+    model = LinearGaussianVAE(encoder_scale=0.8)
+    x = model.sample(40, seed=11)
+    state = torch.get_rng_state()
+    first = evaluate(model, x, batch_size=16, generator=_gen(5))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert evaluate(model, x, batch_size=16, generator=_gen(5)) == first
+    assert evaluate(model, x, batch_size=16, generator=_gen(6)).distortion != first.distortion
+
+
+def test_evaluate_counts_a_constant_mean_dimension_as_inactive() -> None:
+    model = LinearGaussianVAE()
+    x = model.sample(200, seed=12)
+    assert evaluate(model, x, batch_size=64, generator=_gen(0)).active_units == 2
+    model.A[1] = 0.0  # dim 1's posterior mean no longer depends on x
+    model.c[1] = 0.7
+    assert evaluate(model, x, batch_size=64, generator=_gen(0)).active_units == 1
+
+
+def test_active_units_threshold() -> None:
+    gen = _gen(13)
+    base = torch.randn((10_000, 1), generator=gen, dtype=DTYPE)
+    base = (base - base.mean()) / base.std(correction=0)  # variance exactly 1
+    # Variances 0.04, 0.0081 and 0 about the 0.01 threshold.
+    mu = torch.cat([base * 0.2, base * 0.09, torch.full_like(base, 3.0)], dim=1)
+    assert active_units(mu) == 1
+    assert active_units(mu, threshold=0.005) == 2
+    assert active_units(mu[:1]) == 0  # a single example: no variation, not NaN
+    with pytest.raises(ValueError, match="N, D"):
+        active_units(mu[:, 0])
+
+
+def test_bad_arguments_raise() -> None:
+    model = LinearGaussianVAE()
+    x = model.sample(4, seed=14)
+    with pytest.raises(ValueError, match="k=0"):
+        importance_sampled_log_likelihood(model, x, k=0)
+    with pytest.raises(ValueError, match="chunk_size=0"):
+        importance_sampled_log_likelihood(model, x, k=5, chunk_size=0)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        importance_sampled_nll(model, x, k=5, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        evaluate(model, x, batch_size=0)
+    with pytest.raises(ValueError, match="N >= 1"):
+        evaluate(model, x[:0])
+    assert isinstance(evaluate(model, x), EvalResult)

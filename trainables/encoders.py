@@ -1,0 +1,169 @@
+"""Encoders q(z|x) = N(mu(x), diag(exp(logvar(x)))) for the VAE (Kingma & Welling 2014).
+
+Two encoders are registered by name:
+
+- ``mlp``: flatten -> hidden [512, 256] with ReLU -> (mu, logvar), the MLP
+  recognition model of Kingma & Welling 2014.
+- ``conv``: the shared convolutional encoder of the multi-armed-bandit VAE
+  (seed 003): stride-2 4x4 convolutions with BatchNorm + LeakyReLU, channels
+  [32, 64, 128, 256], as many stages as keep the feature map at least 2x2
+  (so 32x32 uses 4 stages, 28x28 uses 3, 8x8 uses 2), then flatten -> linear.
+
+The small shape/width helpers at the bottom of this module are shared with
+``decoders.py`` and ``likelihoods.py`` so the rules (``max(4, round(c * width))``,
+H == W >= 8) are written down once.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# exp(logvar) appears in the reparameterisation and in the KL; an unbounded linear head
+# can emit logvar ~ 90 early in training (exp overflows float32 to inf -> NaN loss) or
+# ~ -100 (std underflows to 0 and log-densities blow up). [-12, 8] covers std in
+# [0.0025, 55], far wider than any useful posterior on normalised images.
+LOGVAR_MIN = -12.0
+LOGVAR_MAX = 8.0
+
+MLP_HIDDEN = (512, 256)
+CONV_CHANNELS = (32, 64, 128, 256)
+
+
+@dataclass
+class Posterior:
+    """Parameters of the diagonal-Gaussian posterior q(z|x)."""
+
+    mu: torch.Tensor  # (B, D)
+    logvar: torch.Tensor  # (B, D)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
+    """Validate an image shape (C, H, W) with H == W >= 8 and return it as a tuple of ints."""
+    try:
+        # operator.index accepts Python and numpy ints but rejects floats like 28.0.
+        dims = tuple(operator.index(s) for s in shape if not isinstance(s, bool))
+        ok = len(dims) == len(shape) == 3
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"shape must be three ints (C, H, W), got {shape=}")
+    c, h, w = dims
+    if c < 1 or h != w or h < 8:
+        raise ValueError(f"shape must be (C, H, W) with C >= 1 and H == W >= 8, got {shape=}")
+    return (c, h, w)
+
+
+def check_width(width: float) -> float:
+    if (
+        isinstance(width, bool)
+        or not isinstance(width, numbers.Real)
+        or not 0 < width < math.inf  # also rejects NaN
+    ):
+        raise ValueError(f"width must be a finite number > 0, got {width=}")
+    return float(width)
+
+
+def scaled(units: int, width: float) -> int:
+    """Channels/units scaled by the width factor; never below 4 so BatchNorm and the
+    smallest CPU runs keep a meaningful layer."""
+    return max(4, round(units * width))
+
+
+def soft_clamp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """Smooth clamp to [lo, hi]: ~identity well inside the range, and, unlike torch.clamp,
+    never a zero gradient outside it, so a parameter that strays out can come back."""
+    x = lo + F.softplus(x - lo)
+    return hi - F.softplus(hi - x)
+
+
+def check_latent_dim(latent_dim: int) -> int:
+    try:
+        value = operator.index(latent_dim)
+    except TypeError:
+        value = 0
+    if isinstance(latent_dim, bool) or value < 1:
+        raise ValueError(f"latent_dim must be an int >= 1, got {latent_dim=}")
+    return value
+
+
+# --------------------------------------------------------------------------- modules
+
+
+class GaussianEncoder(nn.Module):
+    """A feature extractor followed by one linear head emitting (mu, logvar)."""
+
+    def __init__(self, body: nn.Module, feature_dim: int, latent_dim: int) -> None:
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(feature_dim, 2 * latent_dim)
+        self.latent_dim = latent_dim
+
+    def forward(self, x: torch.Tensor) -> Posterior:  # x: (B, C, H, W)
+        h = self.body(x)  # (B, F)
+        mu, logvar = self.head(h).chunk(2, dim=-1)  # (B, D) each
+        return Posterior(mu=mu, logvar=soft_clamp(logvar, LOGVAR_MIN, LOGVAR_MAX))
+
+
+def _mlp_body(shape: tuple[int, int, int], width: float) -> tuple[nn.Module, int]:
+    c, h, w = shape
+    layers: list[nn.Module] = [nn.Flatten()]  # (B, C*H*W)
+    fan_in = c * h * w
+    for units in MLP_HIDDEN:
+        units = scaled(units, width)
+        layers += [nn.Linear(fan_in, units), nn.ReLU()]
+        fan_in = units
+    return nn.Sequential(*layers), fan_in
+
+
+def _conv_out(size: int) -> int:
+    # Conv2d(kernel=4, stride=2, padding=1): exact halving for even sizes, 7 -> 3 for odd.
+    return (size + 2 * 1 - 4) // 2 + 1
+
+
+def _conv_body(shape: tuple[int, int, int], width: float) -> tuple[nn.Module, int]:
+    c_in, size, _ = shape
+    layers: list[nn.Module] = []
+    for channels in CONV_CHANNELS:
+        if _conv_out(size) < 2:
+            break  # one more stage would leave a 1x1 (or empty) map: stop here
+        channels = scaled(channels, width)
+        layers += [
+            # No conv bias: the BatchNorm right after subtracts any per-channel constant,
+            # so a bias would only ever receive a zero gradient.
+            nn.Conv2d(c_in, channels, kernel_size=4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.LeakyReLU(0.2),
+        ]
+        c_in, size = channels, _conv_out(size)
+    layers.append(nn.Flatten())  # (B, C' * S * S)
+    return nn.Sequential(*layers), c_in * size * size
+
+
+_BodyBuilder = Callable[[tuple[int, int, int], float], tuple[nn.Module, int]]
+_ENCODERS: dict[str, _BodyBuilder] = {"mlp": _mlp_body, "conv": _conv_body}
+
+
+def available_encoders() -> list[str]:
+    return list(_ENCODERS)
+
+
+def build_encoder(
+    name: str, shape: tuple[int, int, int], latent_dim: int, width: float = 1.0
+) -> nn.Module:
+    """Build the encoder ``name``; its forward maps x (B, C, H, W) to a ``Posterior``."""
+    if name not in _ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; valid names: {available_encoders()}")
+    shape = check_shape(shape)
+    latent_dim = check_latent_dim(latent_dim)
+    body, feature_dim = _ENCODERS[name](shape, check_width(width))
+    return GaussianEncoder(body, feature_dim, latent_dim)

@@ -1,0 +1,217 @@
+"""Reported metrics: negative ELBO, rate, distortion, active units, importance-sampled NLL.
+
+Implements the evaluation protocol of Burda et al. 2015 ("Importance Weighted Autoencoders"):
+log p(x) estimated with k = 5000 importance samples from q(z|x), and a latent unit i counted
+as active when Cov_x(E_q[z_i]) > 0.01.
+
+Conventions (DESIGN.md "Metric conventions"): nats per example, summed over the dimensions of
+x, averaged over examples. Averages are exact over the whole data tensor (sums accumulated in
+float64 and divided once), not means of batch means.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from trainables.objectives import log_importance_weights
+
+__all__ = [
+    "ELBOPieces",
+    "EvalResult",
+    "Posterior",
+    "Prior",
+    "VAEModel",
+    "active_units",
+    "evaluate",
+    "importance_sampled_log_likelihood",
+    "importance_sampled_nll",
+]
+
+
+class Posterior(Protocol):
+    """q(z|x) = N(mu, diag(exp(logvar)))."""
+
+    @property
+    def mu(self) -> torch.Tensor: ...  # (B, D)
+
+    @property
+    def logvar(self) -> torch.Tensor: ...  # (B, D)
+
+
+class ELBOPieces(Protocol):
+    """The single-sample ELBO pieces returned by ``model(x)``."""
+
+    @property
+    def log_px_z(self) -> torch.Tensor: ...  # (B,)
+
+    @property
+    def kl_per_dim(self) -> torch.Tensor: ...  # (B, D)
+
+
+class Prior(Protocol):
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor: ...  # (..., D) -> (...)
+
+
+class VAEModel(Protocol):
+    """What metrics and objectives need from a VAE (``trainables.vae.VAE`` satisfies it)."""
+
+    @property
+    def prior(self) -> Prior: ...
+
+    def encode(self, x: torch.Tensor) -> Posterior: ...  # x (B, ...) -> mu, logvar (B, D)
+
+    def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor: ...  # -> (B,)
+
+    def __call__(self, x: torch.Tensor) -> ELBOPieces: ...
+
+
+@dataclass
+class EvalResult:
+    """ELBO metrics of one data tensor, in nats per example."""
+
+    nelbo: float  # distortion + rate: the negative ELBO at β = 1
+    rate: float
+    distortion: float
+    active_units: int
+    n_examples: int
+
+    def as_metrics(self, prefix: str = "val") -> dict[str, float]:
+        return {
+            f"{prefix}/nelbo": self.nelbo,
+            f"{prefix}/rate": self.rate,
+            f"{prefix}/distortion": self.distortion,
+            f"{prefix}/active_units": float(self.active_units),
+        }
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {name}={value!r}")
+
+
+def _check_data(data: torch.Tensor) -> None:
+    if data.ndim < 2 or data.shape[0] == 0:
+        raise ValueError(f"data must be (N, ...) with N >= 1, got shape {tuple(data.shape)}")
+
+
+def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
+    """Number of latent dims whose posterior mean varies over x: Var_x(E_q[z_i]) > threshold.
+
+    mu: (N, D) posterior means of N examples. The population variance is used so that a
+    single example gives 0 active units rather than NaN.
+    """
+    if mu.ndim != 2:
+        raise ValueError(f"mu must be (N, D), got shape {tuple(mu.shape)}")
+    variance = mu.to(torch.float64).var(dim=0, correction=0)  # (D,)
+    return int((variance > threshold).sum().item())
+
+
+@contextmanager
+def _global_rng_seeded_from(generator: torch.Generator | None) -> Iterator[None]:
+    """Within the block the global RNGs are seeded from ``generator``; restored on exit.
+
+    ``model(x)`` samples z from the global RNG (the protocol has no generator argument), so this
+    is how a caller's generator makes evaluation reproducible without consuming its RNG stream.
+    """
+    if generator is None:
+        yield
+        return
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    # Fork every accelerator device: torch.manual_seed reseeds all of them.
+    n_devices = torch.accelerator.device_count() if torch.accelerator.is_available() else 0
+    with torch.random.fork_rng(devices=range(n_devices)):
+        torch.manual_seed(seed)
+        yield
+
+
+@torch.no_grad()
+def evaluate(
+    model: VAEModel,
+    data: torch.Tensor,
+    batch_size: int = 500,
+    generator: torch.Generator | None = None,
+) -> EvalResult:
+    """Single-sample ELBO pieces over all of ``data`` (N, ...) in batches of ``batch_size``.
+
+    ``model(x)`` draws its own z from the global RNG; when ``generator`` is given, the global
+    RNG is forked and seeded from it so the result is reproducible and the global RNG stream
+    (e.g. the training shuffle) is left untouched. Put the model in eval mode first (dropout,
+    batch norm): this function does not change the model's state.
+    """
+    _check_positive(batch_size=batch_size)
+    _check_data(data)
+    n_examples = data.shape[0]
+    distortion_sum = torch.zeros((), dtype=torch.float64, device=data.device)
+    rate_sum = torch.zeros((), dtype=torch.float64, device=data.device)
+    means: list[torch.Tensor] = []
+
+    with _global_rng_seeded_from(generator):
+        for start in range(0, n_examples, batch_size):
+            x = data[start : start + batch_size]
+            pieces = model(x)
+            # Sums, not batch means: a short last batch must not be over-weighted.
+            distortion_sum -= pieces.log_px_z.to(torch.float64).sum()
+            rate_sum += pieces.kl_per_dim.to(torch.float64).sum()
+            means.append(model.encode(x).mu)  # (b, D)
+
+    distortion = distortion_sum.item() / n_examples
+    rate = rate_sum.item() / n_examples
+    return EvalResult(
+        nelbo=distortion + rate,
+        rate=rate,
+        distortion=distortion,
+        active_units=active_units(torch.cat(means)),
+        n_examples=n_examples,
+    )
+
+
+@torch.no_grad()
+def importance_sampled_log_likelihood(
+    model: VAEModel,
+    x: torch.Tensor,
+    k: int = 5000,
+    chunk_size: int = 500,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """log p(x) ≈ log (1/k) Σ_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al. 2015).
+
+    The k samples are drawn ``chunk_size`` at a time and folded into a running log-sum-exp, so
+    memory is O(chunk_size·B) whatever k is. x: (B, ...) -> (B,) float64.
+    """
+    _check_positive(k=k, chunk_size=chunk_size)
+    _check_data(x)
+    posterior = model.encode(x)  # once: q(z|x) does not change between chunks
+    running = torch.full((x.shape[0],), -math.inf, dtype=torch.float64, device=x.device)  # (B,)
+    for start in range(0, k, chunk_size):
+        n = min(chunk_size, k - start)
+        log_w = log_importance_weights(model, x, n, posterior=posterior, generator=generator)
+        # float64: the sum runs over thousands of weights whose logs are hundreds of nats.
+        running = torch.logaddexp(running, torch.logsumexp(log_w.to(torch.float64), dim=0))
+    return running - math.log(k)
+
+
+@torch.no_grad()
+def importance_sampled_nll(
+    model: VAEModel,
+    data: torch.Tensor,
+    k: int = 5000,
+    batch_size: int = 100,
+    chunk_size: int = 500,
+    generator: torch.Generator | None = None,
+) -> float:
+    """Mean over the examples of ``data`` (N, ...) of −log p(x), estimated with k samples each."""
+    _check_positive(k=k, batch_size=batch_size, chunk_size=chunk_size)
+    _check_data(data)
+    total = 0.0
+    for start in range(0, data.shape[0], batch_size):
+        log_px = importance_sampled_log_likelihood(
+            model, data[start : start + batch_size], k=k, chunk_size=chunk_size, generator=generator
+        )
+        total -= log_px.sum().item()
+    return total / data.shape[0]

@@ -1,0 +1,114 @@
+"""One epoch of β-VAE training on tensors that already live on the device.
+
+The hot loop is what a bare PyTorch loop does (index a tensor, forward, backward, step) plus
+the KL weight β_t (a Python float) and, under dynamic binarisation, one Bernoulli draw per batch
+(Burda et al. 2015's protocol). Statistics are accumulated as device tensors and read once per
+epoch, so there is no per-batch host synchronisation; a non-finite loss is therefore detected at
+the end of the epoch, where it ends the trial with :class:`NonFiniteLossError`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainables.data import binarize_batch, minibatch_indices
+from trainables.objectives import vae_loss
+from trainables.schedules import KLWeight, kl_weight
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: the trial is stopped rather than reporting a silent number."""
+
+
+@dataclass(frozen=True)
+class LossSchedule:
+    """The β-VAE objective's knobs: β_t from a named schedule, plus free bits."""
+
+    name: str = "constant"
+    beta: float = 1.0
+    params: dict[str, float] = field(default_factory=dict)
+    free_bits: float = 0.0
+
+    def weight(self, step: int, total_steps: int) -> KLWeight:
+        return kl_weight(self.name, step, total_steps, self.beta, **self.params)
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    distortion: float
+    rate: float
+    beta: float          # mean β_t over the epoch's steps
+    steps: int
+    seconds: float
+
+    def as_metrics(self) -> dict[str, float]:
+        return {
+            "train/loss": self.loss,
+            "train/distortion": self.distortion,
+            "train/rate": self.rate,
+            "beta": self.beta,
+            "time/epoch_seconds": self.seconds,
+        }
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train: torch.Tensor,  # (N, C, H, W) on the model's device
+    *,
+    batch_size: int,
+    schedule: LossSchedule,
+    step: int,
+    total_steps: int,
+    binarize: str,
+    generator: torch.Generator | None = None,
+    grad_clip: float | None = None,
+) -> EpochStats:
+    """Train for one pass over ``train``; ``step`` is the global step at the start of the epoch."""
+    model.train()
+    start = time.perf_counter()
+    device = train.device
+    totals = torch.zeros(3, device=device, dtype=torch.float64)  # loss, distortion, rate (sums over batches)
+    beta_sum = 0.0
+    n_steps = 0
+    for idx in minibatch_indices(train.shape[0], batch_size, generator=generator, device=device):
+        x = binarize_batch(train[idx], binarize)  # (B, C, H, W)
+        weight = schedule.weight(step + n_steps, total_steps)
+        out = model(x)
+        terms = vae_loss(out.log_px_z, out.kl_per_dim, weight, free_bits=schedule.free_bits)
+        optimizer.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        totals += torch.stack([terms.loss.detach(), terms.distortion.detach(), terms.rate.detach()]).double()
+        beta_sum += weight.beta
+        n_steps += 1
+    means = (totals / max(n_steps, 1)).tolist()  # the epoch's one host sync
+    if not all(map(_finite, means)):
+        raise NonFiniteLossError(
+            f"non-finite training loss at epoch ending step {step + n_steps}: loss={means[0]}, "
+            f"distortion={means[1]}, rate={means[2]}. Lower the learning rate, enable train.grad_clip, "
+            "or check the data range for the likelihood."
+        )
+    return EpochStats(
+        loss=means[0],
+        distortion=means[1],
+        rate=means[2],
+        beta=beta_sum / max(n_steps, 1),
+        steps=n_steps,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, float) and x == x and abs(x) != float("inf")
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
