@@ -40,36 +40,31 @@ class _Strict(BaseModel):
 # --- search-space parameter specs -------------------------------------------------------------
 
 
-class FloatRange(_Strict):
+class _Range(_Strict):
+    @model_validator(mode="after")
+    def _ordered(self) -> _Range:
+        low, high, log = self.low, self.high, self.log  # type: ignore[attr-defined]
+        if not low < high:
+            raise ValueError(f"range needs low < high, got low={low}, high={high}")
+        if log and low <= 0:
+            raise ValueError(f"a log range needs low > 0, got low={low}")
+        return self
+
+
+class FloatRange(_Range):
     """A continuous range; ``log: true`` samples log-uniformly."""
 
     low: float
     high: float
     log: bool = False
 
-    @model_validator(mode="after")
-    def _ordered(self) -> FloatRange:
-        if not self.low < self.high:
-            raise ValueError(f"range needs low < high, got low={self.low}, high={self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log range needs low > 0, got low={self.low}")
-        return self
 
-
-class IntRange(_Strict):
+class IntRange(_Range):
     """An integer range (inclusive), optionally log-spaced."""
 
     low: int
     high: int
     log: bool = False
-
-    @model_validator(mode="after")
-    def _ordered(self) -> IntRange:
-        if not self.low < self.high:
-            raise ValueError(f"range needs low < high, got low={self.low}, high={self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log range needs low > 0, got low={self.low}")
-        return self
 
 
 # A searchable value: fixed scalar, categorical list, or range.

@@ -110,10 +110,13 @@ def _storage_path(path: str) -> str:
 def _reporter(config: Config) -> CLIReporter:
     # The classic table reporter; the new output engine ignores custom columns.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A checkpoint every epoch forces an experiment snapshot each time; with short epochs Tune
+    # warns about it on every report. The snapshots are what resume needs, so keep them, quietly.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     return CLIReporter(
         metric_columns={"epoch": "epoch", "val/nelbo": "nelbo", "val/rate": "rate", "val/distortion": "distortion"},
         parameter_columns=["decoder", "latent_dim", "beta", "schedule", "lr"],
-        metric=config.search.metric, mode=config.search.mode, sort_by_metric=True, max_report_frequency=15,
+        sort_by_metric=True, max_report_frequency=15,
     )
 
 

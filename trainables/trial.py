@@ -26,6 +26,7 @@ CONFIG_FILE = "vae_config.json"
 RECONSTRUCTIONS_PNG = "reconstructions.png"
 SAMPLES_PNG = "samples.png"
 FREE_BITS_SCHEDULE = "free_bits"
+MAX_ROWS_PER_CALL = 4096  # decoder rows per call in the importance-sampled NLL
 
 # Sampled keys Tune may override, and where they land.
 _MODEL_KEYS = ("latent_dim", "decoder", "encoder", "width")
@@ -170,8 +171,9 @@ def evaluate_test_set(model: VAE, data: DatasetSplits, spec: NLLSpec, *, eval_ba
     test = data.test if spec.max_examples is None else data.test[: spec.max_examples]
     generator = torch.Generator(device=test.device).manual_seed(seed)
     result = evaluate(model, test, batch_size=eval_batch_size)
-    nll = importance_sampled_nll(model, test, k=spec.k, batch_size=max(1, min(100, test.shape[0])),
-                                 chunk_size=spec.chunk_size, generator=generator)
+    # One decoder call sees batch × chunk rows: bound it so memory does not grow with the chunk size.
+    batch = max(1, min(test.shape[0], MAX_ROWS_PER_CALL // spec.chunk_size))
+    nll = importance_sampled_nll(model, test, k=spec.k, batch_size=batch, chunk_size=spec.chunk_size, generator=generator)
     return {**result.as_metrics(prefix="test"), "test/nll": nll, "test/nll_k": float(spec.k)}
 
 

@@ -1,0 +1,73 @@
+"""The Ray Tune function trainable in real Ray Tune: reports, checkpoints, pause and resume."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import ray
+from ray import tune
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from trainables.trainable import train_vae
+from trainables.trial import CONFIG_FILE, RECONSTRUCTIONS_PNG, SAMPLES_PNG, STATE_FILE
+
+pytestmark = pytest.mark.integration
+
+BASE = {
+    "seed": 0,
+    "data": {"name": "digits", "binarize": "dynamic"},
+    "model": {"encoder": "mlp", "decoder": "mlp_small", "latent_dim": 4, "width": 0.125},
+    "train": {"epochs": 3, "batch_size": 256, "lr": 3e-3, "n_images": 8, "schedule": {"name": "constant", "params": {}}},
+    "test_nll": {"k": 10, "chunk_size": 5, "max_examples": 20},
+}
+
+
+class PauseOnce(FIFOScheduler):
+    """Pauses every trial once after its first epoch, as the decoder-bandit scheduler will."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused: set[str] = set()
+
+    def on_trial_result(self, tune_controller, trial, result):  # noqa: ANN001 (Tune's signature)
+        if trial.trial_id not in self.paused and result["epoch"] == 1:
+            self.paused.add(trial.trial_id)
+            return TrialScheduler.PAUSE
+        return TrialScheduler.CONTINUE
+
+
+class Epochs(tune.Callback):
+    def __init__(self) -> None:
+        self.seen: dict[str, list[int]] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
+        self.seen.setdefault(trial.trial_id, []).append(result["epoch"])
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_paused_trials_resume_from_their_checkpoint(tmp_path: Path, ray_local) -> None:
+    scheduler, epochs = PauseOnce(), Epochs()
+    tuner = tune.Tuner(
+        tune.with_parameters(train_vae, base=BASE),
+        param_space={"beta": tune.grid_search([0.5, 2.0])},
+        tune_config=tune.TuneConfig(metric="val/nelbo", mode="min", scheduler=scheduler, max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="pause", callbacks=[epochs], verbose=0),
+    )
+    results = tuner.fit()
+    assert not results.errors
+    assert len(scheduler.paused) == 2
+    # a resumed trial continues at epoch 2: no epoch is trained or reported twice
+    assert sorted(epochs.seen.values()) == [[1, 2, 3], [1, 2, 3]]
+    for result in results:
+        assert result.metrics["epoch"] == 3
+        assert result.metrics["val/nelbo"] == pytest.approx(result.metrics["val/distortion"] + result.metrics["val/rate"])
+        assert result.metrics["test/nll"] > 0 and result.metrics["test/nll_k"] == 10  # test_nll set: end-of-trial NLL
+        with result.checkpoint.as_directory() as directory:
+            names = {p.name for p in Path(directory).iterdir()}
+        assert {STATE_FILE, CONFIG_FILE, RECONSTRUCTIONS_PNG, SAMPLES_PNG} <= names
