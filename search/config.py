@@ -71,6 +71,8 @@ class IntRange(_Range):
 FloatParam = Union[float, list[float], FloatRange]
 IntParam = Union[int, list[int], IntRange]
 StrParam = Union[str, list[str]]
+# Schedule parameters: integers stay integers (``n_cycles: [2, 4]``).
+ScheduleParam = Union[int, float, list[int], list[float], FloatRange]
 
 
 def _nonempty(value: Any, key: str) -> Any:
@@ -88,7 +90,7 @@ class SearchSpace(_Strict):
     decoder: StrParam | None = None
     free_bits: FloatParam | None = None
     # schedule name -> {param: spec}; the params are conditional on that schedule being chosen.
-    schedule: dict[str, dict[str, FloatParam]] | None = None
+    schedule: dict[str, dict[str, ScheduleParam]] | None = None
 
     @field_validator("decoder")
     @classmethod
@@ -115,7 +117,7 @@ class SearchSpace(_Strict):
 
     @field_validator("schedule")
     @classmethod
-    def _schedules(cls, v: dict[str, dict[str, FloatParam]] | None) -> dict[str, dict[str, FloatParam]] | None:
+    def _schedules(cls, v: dict[str, dict[str, ScheduleParam]] | None) -> dict[str, dict[str, ScheduleParam]] | None:
         if v is None:
             return v
         if not v:
@@ -187,7 +189,7 @@ class ModelConfig(_Strict):
 
 class ScheduleConfig(_Strict):
     name: str = "constant"
-    params: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, int | float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _known(self) -> ScheduleConfig:

@@ -31,7 +31,13 @@ class LossTerms:
     loss: torch.Tensor  # scalar, differentiable: the training objective
     distortion: torch.Tensor  # scalar: batch mean of −log p(x|z)
     rate: torch.Tensor  # scalar: batch mean of Σ_j KL_j, without free bits
-    kl_per_dim: torch.Tensor  # (D,) batch mean of KL per latent dimension, detached
+    kl_batch: torch.Tensor  # (B, D) the per-example, per-dimension KL the terms were built from
+
+    @property
+    def kl_per_dim(self) -> torch.Tensor:
+        """(D,) batch mean of KL per latent dimension, detached. Computed on demand: the
+        training loop does not need it, so it costs no kernel per step."""
+        return self.kl_batch.detach().mean(dim=0)
 
 
 def vae_loss(
@@ -66,7 +72,7 @@ def vae_loss(
         loss=loss,
         distortion=distortion,
         rate=rate,
-        kl_per_dim=kl_per_dim.detach().mean(dim=0),
+        kl_batch=kl_per_dim,
     )
 
 

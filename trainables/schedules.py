@@ -12,6 +12,7 @@ validate a schedule's parameters through ``schedule_parameters`` without special
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping
@@ -186,12 +187,14 @@ def _lookup(name: str) -> Callable[..., KLWeight]:
 
 def schedule_parameters(name: str) -> dict[str, float | int]:
     """The schedule's own keyword parameters and their defaults (``beta`` excluded)."""
-    signature = inspect.signature(_lookup(name))
-    return {
-        p.name: p.default
-        for p in signature.parameters.values()
-        if p.name not in _COMMON_PARAMETERS
-    }
+    return dict(_parameters(_lookup(name)))
+
+
+@functools.lru_cache(maxsize=None)
+def _parameters(schedule: Callable[..., KLWeight]) -> tuple[tuple[str, float | int], ...]:
+    # inspect.signature is slow; kl_weight runs every training step.
+    signature = inspect.signature(schedule)
+    return tuple((p.name, p.default) for p in signature.parameters.values() if p.name not in _COMMON_PARAMETERS)
 
 
 def kl_weight(name: str, step: int, total_steps: int, beta: float, **params: float) -> KLWeight:

@@ -36,6 +36,10 @@ class LossSchedule:
     def weight(self, step: int, total_steps: int) -> KLWeight:
         return kl_weight(self.name, step, total_steps, self.beta, **self.params)
 
+    def weights(self, step: int, total_steps: int, n_steps: int) -> list[KLWeight]:
+        """β_t for the ``n_steps`` steps from ``step``: computed before the epoch, off the hot loop."""
+        return [self.weight(step + i, total_steps) for i in range(n_steps)]
+
 
 @dataclass
 class EpochStats:
@@ -73,12 +77,10 @@ def train_epoch(
     model.train()
     start = time.perf_counter()
     device = train.device
-    totals = torch.zeros(3, device=device, dtype=torch.float64)  # loss, distortion, rate (sums over batches)
-    beta_sum = 0.0
-    n_steps = 0
-    for idx in minibatch_indices(train.shape[0], batch_size, generator=generator, device=device):
+    weights = schedule.weights(step, total_steps, steps_per_epoch(train.shape[0], batch_size))
+    stats: list[torch.Tensor] = []  # loss, distortion, rate of every step (detached views: no kernel), reduced once
+    for weight, idx in zip(weights, minibatch_indices(train.shape[0], batch_size, generator=generator, device=device)):
         x = binarize_batch(train[idx], binarize)  # (B, C, H, W)
-        weight = schedule.weight(step + n_steps, total_steps)
         out = model(x)
         terms = vae_loss(out.log_px_z, out.kl_per_dim, weight, free_bits=schedule.free_bits)
         optimizer.zero_grad(set_to_none=True)
@@ -86,10 +88,9 @@ def train_epoch(
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
-        totals += torch.stack([terms.loss.detach(), terms.distortion.detach(), terms.rate.detach()]).double()
-        beta_sum += weight.beta
-        n_steps += 1
-    means = (totals / max(n_steps, 1)).tolist()  # the epoch's one host sync
+        stats += (terms.loss.detach(), terms.distortion.detach(), terms.rate.detach())
+    n_steps = len(stats) // 3
+    means = torch.stack(stats).double().view(-1, 3).mean(0).tolist() if stats else [0.0] * 3  # the epoch's one host sync
     if not all(map(_finite, means)):
         raise NonFiniteLossError(
             f"non-finite training loss at epoch ending step {step + n_steps}: loss={means[0]}, "
@@ -100,7 +101,7 @@ def train_epoch(
         loss=means[0],
         distortion=means[1],
         rate=means[2],
-        beta=beta_sum / max(n_steps, 1),
+        beta=sum(w.beta for w in weights[:n_steps]) / max(n_steps, 1),
         steps=n_steps,
         seconds=time.perf_counter() - start,
     )
