@@ -24,7 +24,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from search.config import Config
 from search.space import make_searcher
-from search.tracking import MlflowTrialCallback, Tracker, numeric_metrics
+from search.tracking import MlflowTrialCallback, Tracker, error_summary, numeric_metrics
 from trainables.trainable import train_vae
 from trainables.trial import final_test_metrics, load_model
 
@@ -48,9 +48,11 @@ class SearchSummary:
     best_run_id: str | None = None
     model_uri: str | None = None
     registered_model: str | None = None
+    errors: list[str] = field(default_factory=list)   # distinct error lines of the failed trials
 
     def describe(self) -> str:
         lines = [f"trials: {self.n_trials} ({self.n_errors} failed)", f"Tune results: {self.experiment_path}"]
+        lines += [f"  trial error: {e}" for e in self.errors]
         if self.best_config is None:
             lines.append("no trial finished successfully; see the errors above and in the Tune results")
         else:
@@ -193,6 +195,7 @@ def _fit_and_finalize(config: Config, tracker: Tracker, experiment_name: str, ve
         experiment_path=str(Path(storage) / experiment_name) if "://" not in storage else f"{storage}/{experiment_name}",
         tracking_uri=tracker.uri, experiment_id=tracker.experiment_id, parent_run_id=tracker.parent_run_id or "",
         n_trials=len(results), n_errors=n_errors,
+        errors=sorted({error_summary(str(e)) for e in results.errors}),
     )
     tracker.log_table([_row(r, callback.run_ids) for r in results])
     ok = [r for r in results if r.error is None and r.metrics and config.search.metric in r.metrics]

@@ -105,6 +105,8 @@ def test_failing_trial_does_not_take_the_search_down(tmp_path: Path, ray_local) 
     assert all(c.data.params["lr"] == "1e+30" for c in failed)
     assert all("non-finite training loss" in c.data.tags["vaesearch.error"] for c in failed)
     assert summary.best_config is not None and summary.best_config["lr"] == 1e-3
+    assert len(summary.errors) == 1 and "NonFiniteLossError" in summary.errors[0]
+    assert "trial error: " in summary.describe()
 
 
 def test_cli_run_prints_a_summary(tmp_path: Path, ray_local, capsys: pytest.CaptureFixture[str]) -> None:
