@@ -34,17 +34,48 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary.best_config is not None else 1
 
 
+def _cmd_bandit(args: argparse.Namespace) -> int:
+    from search.run import TrackingUnavailableError
+
+    config = load_config(args.config)
+    kwargs = {"yaml_text": Path(args.config).read_text(), "address": args.address,
+              "tracking_uri": args.tracking_uri, "verbose": args.verbose}
+    try:
+        if config.bandit.mode == "allocation":
+            from search.bandit.allocation import run_allocation
+
+            summary = run_allocation(config, **kwargs)
+        else:
+            from search.bandit.shared import run_shared_encoder
+
+            summary = run_shared_encoder(config, **kwargs)
+    except TrackingUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"\n=== vaesearch bandit ({config.bandit.mode}) ===")
+    print(summary.describe())
+    return 0
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="path to the YAML config")
+    parser.add_argument("--address", default=None, help="Ray cluster address ('auto' on a cluster node); default: local Ray")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: tracking.uri of the config)")
+    parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0 quiet, 1 progress table, 2 + trial logs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaesearch", description="Hyperparameter search for VAEs (Ray Tune + Optuna + MLflow)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the search described by a YAML config")
-    run.add_argument("config", help="path to the YAML config")
+    _add_run_options(run)
     run.add_argument("--num-samples", type=int, default=None, help="override search.num_samples")
-    run.add_argument("--address", default=None, help="Ray cluster address ('auto' on a cluster node); default: local Ray")
-    run.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: tracking.uri of the config)")
-    run.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0 quiet, 1 progress table, 2 + trial logs")
     run.set_defaults(func=_cmd_run)
+
+    bandit = sub.add_parser("bandit", help="which decoder suits this dataset? (bandit.mode: allocation | shared_encoder)")
+    _add_run_options(bandit)
+    bandit.set_defaults(func=_cmd_bandit)
 
     validate = sub.add_parser("validate", help="check a config file without starting anything")
     validate.add_argument("config")

@@ -17,6 +17,7 @@ from trainables.data import BINARIZE_MODES, available_datasets
 from trainables.decoders import available_decoders
 from trainables.encoders import available_encoders
 from trainables.likelihoods import available_likelihoods
+from trainables.policies import available_policies, policy_parameters
 from trainables.schedules import available_schedules, schedule_parameters
 
 #: Pseudo-schedule: constant β with the free-bits rate (Kingma et al. 2016).
@@ -231,7 +232,7 @@ class SchedulerConfig(_Strict):
 
 
 class SearchConfig(_Strict):
-    algorithm: Literal["optuna", "random"] = "optuna"
+    algorithm: Literal["optuna", "random", "bandit_tpe"] = "optuna"
     metric: Literal["val/nelbo", "val/distortion", "val/rate"] = "val/nelbo"
     mode: Literal["min"] = "min"  # every search metric is a loss in nats
     num_samples: int = Field(default=16, ge=1)
@@ -239,6 +240,89 @@ class SearchConfig(_Strict):
     n_startup_trials: int = Field(default=5, ge=0)
     space: SearchSpace = Field(default_factory=SearchSpace)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    exploration: float = Field(default=1.0, ge=0)  # bandit_tpe: the UCB exploration constant
+
+    @model_validator(mode="after")
+    def _bandit_needs_arms(self) -> SearchConfig:
+        if self.algorithm == "bandit_tpe" and not (isinstance(self.space.decoder, list) and len(self.space.decoder) >= 2):
+            raise ValueError(
+                "algorithm 'bandit_tpe' picks a decoder per trial: give search.space.decoder a list of at least "
+                f"two decoders, got decoder={self.space.decoder!r}"
+            )
+        return self
+
+
+SEED_DECODERS = ["mlp_small", "mlp_large", "deconv_2x2", "deconv_4x4", "linear_deconv_selu"]
+
+
+def _check_policy(name: str, params: dict[str, Any]) -> None:
+    _check_name(name, available_policies(), "policy")
+    allowed = sorted(policy_parameters(name))
+    for param in params:
+        if param not in allowed:
+            raise ValueError(f"policy {name!r} has no parameter {param!r}; allowed: {', '.join(allowed) or '(none)'}")
+
+
+class AllocationConfig(_Strict):
+    """Allocation mode: every arm is a Tune trial; a bandit scheduler hands out pulls of epochs."""
+
+    policy: str = "rising"
+    policy_params: dict[str, Any] = Field(default_factory=dict)
+    epochs_per_pull: int = Field(default=1, ge=1)
+    budget_epochs: int = Field(default=50, ge=1)      # epochs over all arms together
+    max_concurrent: int = Field(default=1, ge=1)      # arms training at the same time
+    seeds_per_arm: int = Field(default=1, ge=1)
+    reward: Literal["val/distortion", "val/nelbo"] = "val/distortion"   # reward = −metric
+    stop_when_decided: bool = True                    # stop once an eliminating policy has one arm left
+
+    @model_validator(mode="after")
+    def _valid(self) -> AllocationConfig:
+        _check_policy(self.policy, self.policy_params)
+        if self.budget_epochs < self.epochs_per_pull:
+            raise ValueError(f"budget_epochs must be >= epochs_per_pull, got {self.budget_epochs} < {self.epochs_per_pull}")
+        return self
+
+
+class SharedEncoderConfig(_Strict):
+    """Shared-encoder mode (the seed protocol): one encoder, K decoder heads, a policy per minibatch."""
+
+    datasets: list[str] = Field(default_factory=lambda: ["mnist5k"], min_length=1)
+    policies: list[str] = Field(default_factory=lambda: ["epsilon_greedy", "ucb1", "thompson", "uniform"], min_length=1)
+    policy_params: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"epsilon_greedy": {"epsilon": 0.3}})
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    epochs: int = Field(default=3, ge=1)
+    eval_every: int = Field(default=20, ge=1)        # steps between validation scorings of every head
+    eval_batch_size: int = Field(default=500, ge=1)
+    max_concurrent: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> SharedEncoderConfig:
+        for name in self.datasets:
+            _check_name(name, available_datasets(), "dataset")
+        for name in self.policies:
+            _check_policy(name, self.policy_params.get(name, {}))
+        for name in self.policy_params:
+            if name not in self.policies:
+                raise ValueError(f"policy_params for {name!r}, which is not in policies {self.policies}")
+        return self
+
+
+class BanditConfig(_Strict):
+    """``vaesearch bandit``: which decoder suits this dataset?"""
+
+    mode: Literal["allocation", "shared_encoder"] = "allocation"
+    arms: list[str] = Field(default_factory=lambda: list(SEED_DECODERS), min_length=1)
+    allocation: AllocationConfig = Field(default_factory=AllocationConfig)
+    shared_encoder: SharedEncoderConfig = Field(default_factory=SharedEncoderConfig)
+
+    @field_validator("arms")
+    @classmethod
+    def _arms(cls, v: list[str]) -> list[str]:
+        for name in v:
+            _check_name(name, available_decoders(), "decoder")
+        if len(set(v)) != len(v):
+            raise ValueError(f"arms must be distinct, got {v}")
+        return v
 
 
 class ResourcesConfig(_Strict):
@@ -273,6 +357,7 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     final_eval: FinalEvalConfig = Field(default_factory=FinalEvalConfig)
+    bandit: BanditConfig = Field(default_factory=BanditConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -22,6 +22,7 @@ from ray import tune
 from ray.tune import CheckpointConfig, CLIReporter, FailureConfig, RunConfig, TuneConfig, Tuner
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
+from search import plots
 from search.config import Config
 from search.space import make_searcher
 from search.tracking import MlflowTrialCallback, Tracker, error_summary, numeric_metrics
@@ -29,6 +30,8 @@ from trainables.trainable import train_vae
 from trainables.trial import final_test_metrics, load_model
 
 log = logging.getLogger(__name__)
+
+SEARCH_COLUMNS = ["decoder", "latent_dim", "beta", "schedule", "lr"]
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -105,20 +108,19 @@ def make_scheduler(config: Config) -> TrialScheduler:
     return FIFOScheduler()
 
 
-def _storage_path(path: str) -> str:
+def storage_path(path: str) -> str:
     return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
-def _reporter(config: Config) -> CLIReporter:
+def reporter(parameter_columns: list[str], metric_columns: dict[str, str] | None = None) -> CLIReporter:
     # The classic table reporter; the new output engine ignores custom columns.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # A checkpoint every epoch forces an experiment snapshot each time; with short epochs Tune
     # warns about it on every report. The snapshots are what resume needs, so keep them, quietly.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     return CLIReporter(
-        metric_columns={"epoch": "epoch", "val/nelbo": "nelbo", "val/rate": "rate", "val/distortion": "distortion"},
-        parameter_columns=["decoder", "latent_dim", "beta", "schedule", "lr"],
-        sort_by_metric=True, max_report_frequency=15,
+        metric_columns=metric_columns or {"epoch": "epoch", "val/nelbo": "nelbo", "val/rate": "rate", "val/distortion": "distortion"},
+        parameter_columns=parameter_columns, sort_by_metric=True, max_report_frequency=15,
     )
 
 
@@ -143,6 +145,20 @@ def connect_tracking(uri: str, experiment: str) -> Tracker:
         ) from None
 
 
+def ensure_ray(address: str | None, verbose: int) -> None:
+    """Join the cluster at ``address`` (or start Ray on this machine) unless already connected."""
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 1)
+
+
+def start_experiment(config: Config, yaml_text: str | None, tracking_uri: str | None, role: str) -> tuple[Tracker, str]:
+    """Connect to MLflow (fail fast) and open the parent run; returns it and the experiment name."""
+    tracker = connect_tracking(tracking_uri or config.tracking.uri, config.tracking.experiment)
+    name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    tracker.start_parent(config, yaml_text, run_name=name, role=role)
+    return tracker, name
+
+
 def run_search(
     config: Config,
     *,
@@ -155,13 +171,9 @@ def run_search(
     """Run the search described by ``config``; returns where everything was recorded."""
     if num_samples is not None:
         config = config.model_copy(update={"search": config.search.model_copy(update={"num_samples": num_samples})})
-    uri = tracking_uri or config.tracking.uri
-    tracker = connect_tracking(uri, config.tracking.experiment)
-    experiment_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    tracker.start_parent(config, yaml_text, run_name=experiment_name)
+    tracker, experiment_name = start_experiment(config, yaml_text, tracking_uri, role="search")
 
-    if not ray.is_initialized():
-        ray.init(address=address or config.resources.address, include_dashboard=False, log_to_driver=verbose > 1)
+    ensure_ray(address or config.resources.address, verbose)
     status = "FAILED"
     try:
         summary = _fit_and_finalize(config, tracker, experiment_name, verbose)
@@ -175,18 +187,19 @@ def _fit_and_finalize(config: Config, tracker: Tracker, experiment_name: str, ve
     resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
     trainable = tune.with_resources(tune.with_parameters(train_vae, base=trial_base(config)), resources)
     callback = MlflowTrialCallback(tracker, log_images=config.tracking.log_images)
-    storage = _storage_path(config.resources.storage_path)
+    storage = storage_path(config.resources.storage_path)
+    search_alg = make_searcher(config)
     tuner = Tuner(
         trainable,
         tune_config=TuneConfig(
-            metric=config.search.metric, mode=config.search.mode, search_alg=make_searcher(config),
+            metric=config.search.metric, mode=config.search.mode, search_alg=search_alg,
             scheduler=make_scheduler(config), num_samples=config.search.num_samples,
         ),
         run_config=RunConfig(
             name=experiment_name, storage_path=storage, callbacks=[callback],
             failure_config=FailureConfig(max_failures=config.resources.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
-            progress_reporter=_reporter(config) if verbose else None, verbose=verbose,
+            progress_reporter=reporter(SEARCH_COLUMNS) if verbose else None, verbose=verbose,
         ),
     )
     results = tuner.fit()
@@ -198,6 +211,7 @@ def _fit_and_finalize(config: Config, tracker: Tracker, experiment_name: str, ve
         errors=sorted({error_summary(str(e)) for e in results.errors}),
     )
     tracker.log_table([_row(r, callback.run_ids) for r in results])
+    _log_arms(tracker, search_alg.searcher, config.search.metric)
     ok = [r for r in results if r.error is None and r.metrics and config.search.metric in r.metrics]
     if not ok:
         return summary
@@ -216,6 +230,19 @@ def _fit_and_finalize(config: Config, tracker: Tracker, experiment_name: str, ve
             summary.model_uri = tracker.log_model(load_model(directory), config.tracking.registered_model, directory)
         summary.registered_model = config.tracking.registered_model
     return summary
+
+
+def _log_arms(tracker: Tracker, searcher: Any, metric: str) -> None:
+    """bandit_tpe: trials per decoder arm and each arm's best metric, on the parent run."""
+    if not hasattr(searcher, "arm_stats"):
+        return
+    stats = searcher.arm_stats()
+    metrics = {f"arm/{s.arm}/trials": float(s.trials) for s in stats}
+    metrics.update({f"arm/{s.arm}/best_{metric.replace('/', '_')}": s.best for s in stats if s.best is not None})
+    tracker.log_metrics(metrics)
+    tracker.log_figure(plots.bar_chart([s.arm for s in stats], [s.trials for s in stats],
+                                       title="bandit_tpe: trials per decoder", ylabel="trials"), "trials_per_arm.png")
+    tracker.log_table([asdict(s) for s in stats], name="arms.json")
 
 
 def _remote_test_metrics(config: Config, checkpoint: tune.Checkpoint) -> dict[str, float]:

@@ -70,10 +70,15 @@ def make_sampler(config: Config) -> optuna.samplers.BaseSampler:
 
 def make_searcher(config: Config) -> Searcher:
     """Ray Tune searcher for the config, limited to ``max_concurrent`` trials in flight."""
-    searcher = OptunaSearch(
-        space=define_by_run(config.search.space),
-        metric=config.search.metric,
-        mode=config.search.mode,
-        sampler=make_sampler(config),
-    )
-    return ConcurrencyLimiter(searcher, max_concurrent=config.search.max_concurrent)
+    search = config.search
+    searcher: Searcher
+    if search.algorithm == "bandit_tpe":
+        # Imported here: search.bandit builds on this module.
+        from search.bandit.searcher import BanditTPESearcher
+
+        searcher = BanditTPESearcher(search.space, metric=search.metric, mode=search.mode, seed=config.seed,
+                                     n_startup_trials=search.n_startup_trials, exploration=search.exploration)
+    else:
+        searcher = OptunaSearch(space=define_by_run(search.space), metric=search.metric, mode=search.mode,
+                                sampler=make_sampler(config))
+    return ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)

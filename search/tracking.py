@@ -24,6 +24,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 import trainables
+from search import plots
 from search.config import Config
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,8 @@ class Tracker:
         return found.experiment_id if found is not None else self.client.create_experiment(name)
 
     # --- the parent run --------------------------------------------------------------------
-    def start_parent(self, config: Config, yaml_text: str | None, run_name: str) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={ROLE_TAG: "search"})
+    def start_parent(self, config: Config, yaml_text: str | None, run_name: str, role: str = "search") -> str:
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={ROLE_TAG: role})
         self.parent_run_id = run.info.run_id
         params = flatten(config.model_dump(mode="json"))
         self.client.log_batch(self.parent_run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
@@ -102,6 +103,19 @@ class Tracker:
         metrics = [Metric(f"best/{k}", v, _now_ms(), 0) for k, v in numeric_metrics(best_metrics).items()]
         tags = [RunTag("vaesearch.best_run_id", best_run_id or "")]
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        self.log_epoch(self._parent(), metrics, step)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(self._parent(), tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """Log a matplotlib figure as a PNG of the parent run, then free it."""
+        try:
+            self.client.log_figure(self._parent(), figure, artifact_file)
+        finally:
+            plots.close(figure)
 
     def log_table(self, rows: list[dict[str, Any]], name: str = "trials.json") -> None:
         with tempfile.TemporaryDirectory() as directory:

@@ -41,7 +41,7 @@ def train_vae(config: Mapping[str, Any], base: Mapping[str, Any]) -> None:
     spec = TrialSpec.from_dicts(base, config)
     device = pick_device()
     torch.manual_seed(spec.seed)
-    data = spec.data.load(seed=spec.seed).to(device)
+    data = spec.data.load(seed=spec.data_seed).to(device)
     model = build_vae(spec.vae_config(data.shape)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
     batch_rng = torch.Generator().manual_seed(spec.seed)

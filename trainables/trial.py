@@ -72,7 +72,8 @@ class TrialSpec:
     grad_clip: float | None = None
     eval_batch_size: int = 500
     n_images: int = 64
-    seed: int = 0
+    seed: int = 0                          # model init, batch order, sampling (a sampled "seed" overrides it)
+    data_seed: int = 0                     # the train/val/test split: the same for every trial of a search
     test_nll: NLLSpec | None = None   # set: compute test/nll at the end of this trial
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -106,7 +107,8 @@ class TrialSpec:
             model=model,
             schedule=schedule,
             test_nll=NLLSpec(**test) if test else None,
-            seed=int(base.get("seed", 0)),
+            seed=int(overrides.pop("seed", base.get("seed", 0))),
+            data_seed=int(base.get("seed", 0)),
             extra=overrides,
             **{k: train[k] for k in ("epochs", "batch_size", "lr", "grad_clip", "eval_batch_size", "n_images") if k in train},
         )
@@ -185,5 +187,5 @@ def final_test_metrics(checkpoint: Any, base: Mapping[str, Any], test_nll: Mappi
     context = checkpoint.as_directory() if hasattr(checkpoint, "as_directory") else nullcontext(checkpoint)
     with context as directory:
         model = load_model(directory, device)
-    data = spec.data.load(seed=spec.seed).to(device)
+    data = spec.data.load(seed=spec.data_seed).to(device)
     return evaluate_test_set(model, data, NLLSpec(**test_nll), eval_batch_size=spec.eval_batch_size, seed=spec.seed)

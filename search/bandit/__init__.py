@@ -1,0 +1,1 @@
+"""The decoder bandit: policies (pure, no Ray) and their Ray Tune adapters (searchers, schedulers)."""

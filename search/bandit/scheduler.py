@@ -1,0 +1,226 @@
+"""Decoder-bandit allocation as a Ray Tune ``TrialScheduler``.
+
+Every arm (a decoder; optionally several seeds) is a Tune trial. A *pull* is ``epochs_per_pull``
+epochs of one arm's trial; after each pull the arm's reward (−``reward_metric``, averaged over the
+arm's seeds) goes to a policy from :mod:`trainables.policies` (successive halving, rising bandits,
+UCB, ...), which decides the next arm. The pulled trial then CONTINUEs (the policy wants it again),
+PAUSEs (another arm's turn: Tune saves its last checkpoint and later resumes it, possibly on
+another node, from ``tune.get_checkpoint()``) or STOPs (eliminated, or the answer is known, or the
+epoch budget is spent). The event handling is here; the bookkeeping is in :class:`_Ledger`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+
+from trainables.policies import Policy
+
+if TYPE_CHECKING:
+    from ray.tune.execution.tune_controller import TuneController
+
+log = logging.getLogger(__name__)
+
+ARM_KEY = "decoder"   # the trial config key that names the arm
+_WAITING = (Trial.PENDING, Trial.PAUSED)
+
+
+@dataclass
+class PullRecord:
+    arm: int
+    trial_id: str
+    arm_epochs: int      # epochs this arm has trained in total (all its seeds) after the pull
+    budget_used: int     # epochs spent on all arms after the pull
+    reward: float
+
+
+@dataclass
+class _Ledger:
+    """Bookkeeping: which trial is which arm, epochs spent, the pull history."""
+
+    arms: list[str]
+    trials: dict[int, list[Trial]] = field(default_factory=dict)
+    epochs_in_pull: dict[str, int] = field(default_factory=dict)
+    last_metric: dict[str, float] = field(default_factory=dict)
+    arm_epochs: list[int] = field(default_factory=list)
+    budget_used: int = 0
+    history: list[PullRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.arm_epochs = [0] * len(self.arms)
+
+    def arm_of(self, trial: Trial) -> int:
+        name = trial.config.get(ARM_KEY)
+        if name not in self.arms:
+            raise ValueError(f"trial {trial} has {ARM_KEY}={name!r}, which is not an arm; arms: {self.arms}")
+        return self.arms.index(name)
+
+    def add(self, trial: Trial) -> None:
+        self.trials.setdefault(self.arm_of(trial), []).append(trial)
+        self.epochs_in_pull.setdefault(trial.trial_id, 0)
+
+    def epoch(self, trial: Trial, value: float) -> int:
+        """Count one epoch of ``trial``; returns the epochs done in its current pull."""
+        self.epochs_in_pull[trial.trial_id] += 1
+        self.arm_epochs[self.arm_of(trial)] += 1
+        self.budget_used += 1
+        self.last_metric[trial.trial_id] = value
+        return self.epochs_in_pull[trial.trial_id]
+
+    def arm_reward(self, arm: int) -> float:
+        """−metric averaged over the arm's seeds that have reported (higher is better)."""
+        values = [self.last_metric[t.trial_id] for t in self.trials.get(arm, []) if t.trial_id in self.last_metric]
+        return -sum(values) / len(values)
+
+    def waiting(self, arm: int) -> list[Trial]:
+        """The arm's trials that can be (re)started, least-trained seed first."""
+        trials = [t for t in self.trials.get(arm, []) if t.status in _WAITING and not t.is_saving]
+        return sorted(trials, key=lambda t: int((t.last_result or {}).get("training_iteration", 0)))
+
+    def in_flight(self) -> int:
+        return sum(1 for ts in self.trials.values() for t in ts if t.status == Trial.RUNNING)
+
+
+class BanditAllocationScheduler(TrialScheduler):
+    """Allocate epochs across decoder arms with a bandit policy (see the module docstring)."""
+
+    def __init__(
+        self,
+        arms: list[str],
+        policy: Policy,
+        *,
+        epochs_per_pull: int,
+        budget_epochs: int,
+        reward_metric: str,
+        max_concurrent: int = 1,
+        stop_when_decided: bool = True,
+    ) -> None:
+        super().__init__()
+        if policy.n_arms != len(arms):
+            raise ValueError(f"policy has {policy.n_arms} arms but {len(arms)} arms were given: {arms}")
+        if epochs_per_pull < 1 or budget_epochs < epochs_per_pull:
+            raise ValueError(f"need 1 <= epochs_per_pull <= budget_epochs, got {epochs_per_pull=}, {budget_epochs=}")
+        self.policy = policy
+        self.epochs_per_pull = epochs_per_pull
+        self.budget_epochs = budget_epochs
+        self.reward_metric = reward_metric
+        self.stop_when_decided = stop_when_decided
+        # Concurrency is ours to enforce: Tune's max_concurrent_trials counts paused trials as live
+        # and would never create the next arm's trial while one arm is paused.
+        self.max_concurrent = max_concurrent
+        self.ledger = _Ledger(arms=list(arms))
+        self.done = False
+        self._chosen: Trial | None = None   # returned by choose_trial_to_run, not started yet
+        self._next_arm: int | None = None   # the policy's choice made at the end of the last pull
+        self._metric, self._mode = reward_metric, "min"
+
+    # --- Tune events -------------------------------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return True  # the reward metric is ours; Tune's metric/mode are for result ordering only
+
+    def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
+        self.ledger.add(trial)
+
+    def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
+        if self.reward_metric not in result:
+            raise ValueError(f"trial {trial} reported no {self.reward_metric!r}; got keys {sorted(result)}")
+        if self.ledger.epoch(trial, float(result[self.reward_metric])) < self.epochs_per_pull:
+            return TrialScheduler.CONTINUE
+        return self._end_of_pull(tune_controller, trial)
+
+    def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict) -> None:
+        pass
+
+    def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
+        log.warning("arm trial %s failed; the policy keeps its rewards so far", trial)
+
+    def on_trial_remove(self, tune_controller: TuneController, trial: Trial) -> None:
+        pass
+
+    def choose_trial_to_run(self, tune_controller: TuneController) -> Trial | None:
+        if self._chosen is not None and self._chosen.status in _WAITING:
+            return self._chosen  # idempotent until it starts
+        self._chosen = None
+        self._stop_finished_arms(tune_controller)
+        if self.done:
+            return None
+        pulls_in_flight = self.ledger.in_flight()
+        if pulls_in_flight >= self.max_concurrent:
+            return None
+        if self.ledger.budget_used + (pulls_in_flight + 1) * self.epochs_per_pull > self.budget_epochs:
+            if pulls_in_flight == 0:
+                self._finish(tune_controller)
+            return None
+        arm = self._next_arm if self._next_arm is not None and self._next_arm in self.policy.active else self.policy.select()
+        self._next_arm = None
+        if not self.ledger.trials.get(arm):
+            self._next_arm = arm  # its trial has not been created yet: wait for it
+            return None
+        waiting = self.ledger.waiting(arm)
+        if not waiting:  # the policy's arm is busy (several arms in flight): next active arm that can run
+            waiting = [t for a in self.policy.active if a != arm for t in self.ledger.waiting(a)][:1]
+        if not waiting:
+            return None
+        self._chosen = waiting[0]
+        return self._chosen
+
+    def debug_string(self) -> str:
+        pulls = ", ".join(f"{a}={n}" for a, n in zip(self.ledger.arms, self.policy.pulls))
+        return f"BanditAllocation: {self.ledger.budget_used}/{self.budget_epochs} epochs; pulls {pulls}"
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "w") as f:
+            json.dump({"policy": self.policy.state_dict(), "budget_used": self.ledger.budget_used,
+                       "arm_epochs": self.ledger.arm_epochs, "done": self.done}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as f:
+            state = json.load(f)
+        self.policy.load_state_dict(state["policy"])
+        self.ledger.budget_used, self.ledger.arm_epochs, self.done = state["budget_used"], state["arm_epochs"], state["done"]
+
+    # --- decisions ---------------------------------------------------------------------------
+    def _end_of_pull(self, tune_controller: TuneController, trial: Trial) -> str:
+        ledger = self.ledger
+        ledger.epochs_in_pull[trial.trial_id] = 0
+        arm = ledger.arm_of(trial)
+        reward = ledger.arm_reward(arm)
+        self.policy.update(arm, reward)
+        ledger.history.append(PullRecord(arm, trial.trial_id, ledger.arm_epochs[arm], ledger.budget_used, reward))
+        if ledger.budget_used + self.epochs_per_pull > self.budget_epochs or (self.stop_when_decided and self.policy.finished):
+            self._finish(tune_controller, current=trial)
+            return TrialScheduler.STOP
+        if arm not in self.policy.active:
+            self._stop_finished_arms(tune_controller, current=trial)
+            return TrialScheduler.STOP
+        self._next_arm = self.policy.select()
+        if self._next_arm == arm and len(ledger.trials.get(arm, [])) == 1:
+            # The policy wants this arm again: keep it running rather than pause and resume it.
+            self._next_arm = None
+            return TrialScheduler.CONTINUE
+        return TrialScheduler.PAUSE
+
+    def _stop_finished_arms(self, tune_controller: TuneController, current: Trial | None = None) -> None:
+        active = set(self.policy.active)
+        for arm, trials in self.ledger.trials.items():
+            if arm in active and not self.done:
+                continue
+            for t in trials:
+                if t is not current and (t.status in _WAITING or t.is_saving):
+                    if t.status == Trial.PENDING:
+                        # Never started (eliminated before its first pull): give it its trial
+                        # directory, which Tune's results expect of every trial.
+                        t.init_local_path()
+                    tune_controller.stop_trial(t)
+
+    def _finish(self, tune_controller: TuneController, current: Trial | None = None) -> None:
+        self.done = True
+        self._stop_finished_arms(tune_controller, current=current)
+        for trials in self.ledger.trials.values():
+            for t in trials:
+                if t is not current and t.status == Trial.RUNNING:
+                    tune_controller.stop_trial(t)

@@ -1,0 +1,288 @@
+"""bandit_tpe: a UCB1 bandit over decoder architectures, with one TPE study per decoder.
+
+Across trials, UCB1 (Auer, Cesa-Bianchi & Fischer 2002, "Finite-time analysis of the multiarmed
+bandit problem") picks the decoder (the arm) of the next trial; that arm's own Optuna study, a
+TPE sampler (Bergstra et al. 2011, "Algorithms for hyper-parameter optimization"), proposes β,
+latent dimension, learning rate and the KL schedule. Results go back to both.
+
+UCB scores an arm by its *best* value so far, not its running mean: a VAE search's values are
+heavy-tailed (one bad β ruins a trial) and improve as TPE learns, so the mean would punish an arm
+for its early random trials. Each arm has its own study because the good β / latent size depend on
+the decoder; one shared study would blur them. See DESIGN.md, "The decoder bandit".
+"""
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.result import TRAINING_ITERATION
+from ray.tune.search import UNDEFINED_METRIC_MODE, Searcher
+from ray.tune.search.variant_generator import parse_spec_vars
+
+from search.config import SearchSpace
+from search.space import DefineByRun
+
+logger = logging.getLogger(__name__)
+
+MODES = ("min", "max")
+
+
+@dataclass
+class ArmStats:
+    """One arm's record, as reported by :meth:`BanditTPESearcher.arm_stats`."""
+
+    arm: str  # decoder name
+    trials: int  # trials started on this arm
+    completed: int  # trials told to its study with a value (COMPLETE, or PRUNED after reports)
+    best: float | None  # best told value, in the metric's own units (the min for mode "min")
+
+
+def _quality(best: Sequence[float | None], mode: str, worst: float | None) -> list[float]:
+    """Each arm's best value mapped to [0, 1], 1 = the best arm; untold arms get 1 (optimism)."""
+    sign = 1.0 if mode == "min" else -1.0  # compare as losses: smaller is better
+    told = [sign * b for b in best if b is not None]
+    if not told:
+        return [1.0] * len(best)
+    lowest = min(told)
+    highest = max(told) if worst is None else sign * worst
+    if highest < max(told):
+        raise ValueError(f"worst must be no better than any arm's best, got {worst=} with {best=}")
+    if highest == lowest:  # nothing to tell the arms apart by yet
+        return [1.0 if b is None else 0.5 for b in best]
+    return [1.0 if b is None else (highest - sign * b) / (highest - lowest) for b in best]
+
+
+def ucb_arm(
+    best: Sequence[float | None],
+    trials: Sequence[int],
+    mode: str,
+    exploration: float,
+    *,
+    worst: float | None = None,
+) -> int:
+    """UCB1 on normalised best-so-far values: the index of the arm to pull next.
+
+    Arms never tried come first, in index order. Otherwise the arm maximising
+    ``q_i + exploration * sqrt(2 ln N / n_i)`` wins (ties: lowest index), where ``N = sum(trials)``,
+    ``n_i = trials[i]`` and ``q_i = (worst - best_i) / (worst - best_overall)`` for mode "min"
+    (mirrored for "max"). ``worst`` is the worst value told to any arm; left out, it is the worst
+    of the arms' bests. Arms without a told value get ``q = 1``; all values equal give ``q = 0.5``.
+    """
+    if len(best) != len(trials) or not best:
+        raise ValueError(f"need one best value and one trial count per arm, got {best=}, {trials=}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode=}")
+    if exploration < 0:
+        raise ValueError(f"exploration must be >= 0, got {exploration=}")
+    if any(n < 0 for n in trials):
+        raise ValueError(f"trial counts must be >= 0, got {trials=}")
+    for i, n in enumerate(trials):
+        if n == 0:
+            return i
+    q = _quality(best, mode, worst)
+    log_total = math.log(sum(trials))
+    scores = [q_i + exploration * math.sqrt(2.0 * log_total / n) for q_i, n in zip(q, trials)]
+    return max(range(len(scores)), key=scores.__getitem__)  # max keeps the first of equal scores
+
+
+def _arm_names(space: SearchSpace) -> list[str]:
+    decoders = space.decoder
+    if not isinstance(decoders, list) or len(decoders) < 2:
+        raise ValueError(
+            f"bandit_tpe needs a list of decoders to choose from (at least 2), got {decoders=}; "
+            "with one decoder use the plain optuna search"
+        )
+    if len(set(decoders)) != len(decoders):
+        raise ValueError(f"bandit_tpe arms must be distinct decoders, got {decoders=}")
+    return list(decoders)
+
+
+def _finite(value: Any) -> float | None:
+    """The value as a float if it is a finite number, else None (NaN, inf, missing, not a number)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+@dataclass
+class _Live:
+    arm: int
+    trial: optuna.Trial
+    config: dict[str, Any]
+
+
+class _Arms:
+    """Bookkeeping: per-arm studies, counts and best values, and the trials in flight."""
+
+    def __init__(self, names: list[str], seed: int, n_startup_trials: int) -> None:
+        self.names = names
+        self.seed = seed
+        self.n_startup_trials = n_startup_trials
+        self.studies: list[optuna.Study] = []  # created once the direction (mode) is known
+        self.trials = [0] * len(names)
+        self.completed = [0] * len(names)
+        self.best: list[float | None] = [None] * len(names)
+        self.worst: float | None = None  # worst value told to any arm, for normalising
+        self.live: dict[str, _Live] = {}
+        self.finished: set[str] = set()
+
+    def create_studies(self, mode: str) -> None:
+        direction = "minimize" if mode == "min" else "maximize"
+        # NopPruner: early stopping is the Tune scheduler's job (ASHA), as in OptunaSearch.
+        self.studies = [
+            optuna.create_study(
+                direction=direction,
+                sampler=optuna.samplers.TPESampler(seed=self.seed + i, n_startup_trials=self.n_startup_trials),
+                pruner=optuna.pruners.NopPruner(),
+                study_name=f"bandit_tpe-{name}",
+            )
+            for i, name in enumerate(self.names)
+        ]
+
+    def start(self, trial_id: str, arm: int, define: DefineByRun) -> dict[str, Any]:
+        trial = self.studies[arm].ask()
+        fixed = define(trial)
+        config = {**trial.params, **fixed, "decoder": self.names[arm]}
+        self.live[trial_id] = _Live(arm, trial, config)
+        self.trials[arm] += 1
+        return config
+
+    def finish(self, trial_id: str) -> _Live | None:
+        entry = self.live.pop(trial_id, None)
+        if entry is not None:
+            self.finished.add(trial_id)
+        return entry
+
+    def record(self, arm: int, value: float, mode: str) -> None:
+        better = min if mode == "min" else max
+        worse = max if mode == "min" else min
+        self.completed[arm] += 1
+        self.best[arm] = value if self.best[arm] is None else better(self.best[arm], value)
+        self.worst = value if self.worst is None else worse(self.worst, value)
+
+    def stats(self) -> list[ArmStats]:
+        return [
+            ArmStats(arm=name, trials=self.trials[i], completed=self.completed[i], best=self.best[i])
+            for i, name in enumerate(self.names)
+        ]
+
+
+class BanditTPESearcher(Searcher):
+    """Ray Tune searcher: UCB1 picks the decoder, that decoder's TPE study proposes the rest.
+
+    A trial stopped early by a scheduler (ASHA) is told COMPLETE with its last reported value, so
+    TPE learns from it instead of discarding it as PRUNED. Picklable: no closures, no locks kept.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        metric: str | None = None,
+        mode: str | None = None,
+        seed: int = 0,
+        n_startup_trials: int = 5,
+        exploration: float = 1.0,
+    ) -> None:
+        names = _arm_names(space)
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode=}")
+        if exploration < 0:
+            raise ValueError(f"exploration must be >= 0, got {exploration=}")
+        if n_startup_trials < 0:
+            raise ValueError(f"n_startup_trials must be >= 0, got {n_startup_trials=}")
+        super().__init__(metric=metric, mode=mode)
+        # The decoder is the bandit's choice, so each arm's study searches the rest of the space.
+        self._define = DefineByRun(space.model_copy(update={"decoder": None}))
+        self._exploration = exploration
+        self._arms = _Arms(names, seed, n_startup_trials)
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        """Take metric/mode from ``TuneConfig``. The space is ours, so Tune's ``config`` must hold
+        only fixed values (the rest of a trial's config): with ``tune.uniform`` & co. in it we
+        return False, and Tune raises its "already instantiated with a search space" error."""
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode=}")
+        if self._arms.studies and mode is not None and mode != self._mode:
+            raise ValueError(f"bandit_tpe studies already run in mode {self._mode!r}, got {mode=}")
+        self._metric = metric or self._metric
+        self._mode = mode or self._mode
+        _, domains, grids = parse_spec_vars(config or {})
+        return not (domains or grids)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if not self._metric or not self._mode:
+            raise RuntimeError(
+                UNDEFINED_METRIC_MODE.format(cls=type(self).__name__, metric=self._metric, mode=self._mode)
+            )
+        if trial_id in self._arms.live:  # asked again: same answer, as OptunaSearch does
+            return dict(self._arms.live[trial_id].config)
+        if not self._arms.studies:
+            self._arms.create_studies(self._mode)
+        arm = ucb_arm(self._arms.best, self._arms.trials, self._mode, self._exploration, worst=self._arms.worst)
+        return dict(self._arms.start(trial_id, arm, self._define))
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Report the intermediate value to the arm's study (step = training_iteration), so a
+        trial that ends without a final result is still told its last value as PRUNED."""
+        entry = self._arms.live.get(trial_id)
+        if entry is None:
+            logger.warning("bandit_tpe: result for unknown or finished trial %s ignored", trial_id)
+            return
+        value = _finite(result.get(self._metric))
+        step = result.get(TRAINING_ITERATION)
+        if value is None or step is None:
+            return
+        entry.trial.report(value, int(step))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        entry = self._arms.finish(trial_id)
+        if entry is None:
+            seen = "already finished" if trial_id in self._arms.finished else "unknown"
+            logger.warning("bandit_tpe: completion of %s trial %s ignored", seen, trial_id)
+            return
+        raw = None if result is None else result.get(self._metric)
+        value = _finite(raw)
+        if error:
+            state = TrialState.FAIL  # a crash, even after some epochs, is not a result to learn from
+        elif raw is None:
+            state = TrialState.PRUNED  # Optuna gives it the last reported value, if any
+        elif value is None:
+            logger.warning("bandit_tpe: trial %s ended with %s=%r; told as FAIL", trial_id, self._metric, raw)
+            state = TrialState.FAIL
+        else:
+            state = TrialState.COMPLETE
+        told = self._arms.studies[entry.arm].tell(
+            entry.trial, value if state == TrialState.COMPLETE else None, state=state
+        )
+        if told.value is not None:
+            self._arms.record(entry.arm, told.value, self._mode)
+
+    def arm_stats(self) -> list[ArmStats]:
+        return self._arms.stats()
+
+    @property
+    def studies(self) -> dict[str, optuna.Study]:
+        """Each arm's Optuna study (empty until the first suggestion), for inspection and plots."""
+        return dict(zip(self._arms.names, self._arms.studies))
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__.copy(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        # The saved state (studies, samplers' random states, trials in flight) replaces ours whole,
+        # so the next arm and the next parameters are the ones the saved searcher would have given.
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        if state["_arms"].names != self._arms.names:
+            logger.warning("bandit_tpe: restoring arms %s over %s", state["_arms"].names, self._arms.names)
+        self.__dict__.update(state)

@@ -1,0 +1,285 @@
+"""bandit_tpe: the UCB rule alone, then the searcher driven directly (no Ray cluster, no trials run)."""
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+
+from search.bandit.searcher import ArmStats, BanditTPESearcher, ucb_arm
+from search.config import SearchSpace
+
+METRIC = "val/nelbo"
+
+SPACE = {  # like tests/search/test_space.py's SPACE, with a third decoder and a wider β range
+    "beta": {"low": 0.01, "high": 100.0, "log": True},
+    "latent_dim": [4, 8, 16],
+    "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+    "decoder": ["mlp_small", "deconv_2x2", "mlp_large"],
+    "schedule": {
+        "constant": {},
+        "linear": {"warmup_fraction": {"low": 0.1, "high": 0.5}},
+        "cyclical": {"n_cycles": [2, 4], "ratio": 0.5},
+        "free_bits": {"lam": {"low": 0.1, "high": 1.0}},
+    },
+}
+BASE = {"mlp_small": 3.0, "deconv_2x2": 0.0, "mlp_large": 2.0}  # deconv_2x2 is clearly best
+SCHEDULE_COST = {"constant": 0.2, "linear": 0.0, "cyclical": 0.1, "free_bits": 0.3}
+
+
+def _space(**overrides: object) -> SearchSpace:
+    return SearchSpace.model_validate({**SPACE, **overrides})
+
+
+def _objective(config: dict) -> float:
+    """Synthetic loss, optimum 0 at deconv_2x2, β = 1, lr = 1e-3, linear schedule."""
+    return (
+        BASE[config["decoder"]]
+        + math.log10(config["beta"]) ** 2
+        + (math.log10(config["lr"]) + 3.0) ** 2
+        + SCHEDULE_COST[config["schedule"]]
+    )
+
+
+def _searcher(seed: int = 0, mode: str = "min", **kwargs: object) -> BanditTPESearcher:
+    return BanditTPESearcher(_space(), metric=METRIC, mode=mode, seed=seed, n_startup_trials=3, **kwargs)
+
+
+def _cycle(searcher: BanditTPESearcher, trial_id: str, sign: float = 1.0) -> dict:
+    config = searcher.suggest(trial_id)
+    searcher.on_trial_complete(trial_id, {METRIC: sign * _objective(config), "training_iteration": 1})
+    return config
+
+
+# --- the selection rule ---------------------------------------------------------------------------
+
+
+def test_untried_arms_come_first_in_index_order() -> None:
+    assert ucb_arm([None, None, None], [0, 0, 0], "min", 1.0) == 0
+    assert ucb_arm([1.0, None, None], [3, 0, 0], "min", 1.0) == 1
+    # even an arm that looks hopeless is tried once before the rule looks at values
+    assert ucb_arm([0.0, 1.0, 2.0], [9, 9, 0], "min", 0.0) == 2
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("min", 1), ("max", 2)])
+def test_equal_counts_best_arm_wins(mode: str, expected: int) -> None:
+    assert ucb_arm([2.0, 1.0, 3.0], [5, 5, 5], mode, 1.0) == expected
+
+
+def test_large_exploration_picks_a_much_less_tried_slightly_worse_arm() -> None:
+    best, trials = [1.0, 1.1], [30, 2]
+    assert ucb_arm(best, trials, "min", 0.0, worst=5.0) == 0  # pure exploitation
+    assert ucb_arm(best, trials, "min", 0.01, worst=5.0) == 0
+    assert ucb_arm(best, trials, "min", 1.0, worst=5.0) == 1
+
+
+def test_arm_without_a_told_value_is_optimistic_and_equal_values_are_neutral() -> None:
+    # arm 1 has a trial in flight but nothing told yet: q = 1 beats the told arm's q = 0.5
+    assert ucb_arm([1.0, None], [5, 5], "min", 0.0) == 1
+    # every value equal: both q = 0.5, so the exploration bonus decides
+    assert ucb_arm([1.0, 1.0], [2, 6], "min", 0.1) == 0
+    assert ucb_arm([1.0, 1.0], [6, 2], "min", 0.1) == 1
+
+
+@pytest.mark.parametrize(
+    ("best", "trials", "worst", "c"),
+    [
+        ([2.0, 1.0, 3.0], [5, 5, 5], None, 1.0),
+        ([1.0, 1.1], [30, 2], 5.0, 1.0),
+        ([1.0, 1.1], [30, 2], 5.0, 0.01),
+        ([4.0, None, 2.5], [3, 1, 8], 9.0, 0.3),
+        ([0.5, 0.7, 0.6], [10, 4, 2], 0.9, 0.05),
+    ],
+)
+def test_max_mode_mirrors_min_mode(best: list, trials: list, worst: float | None, c: float) -> None:
+    mirrored = [None if b is None else -b for b in best]
+    arm_min = ucb_arm(best, trials, "min", c, worst=worst)
+    arm_max = ucb_arm(mirrored, trials, "max", c, worst=None if worst is None else -worst)
+    assert arm_min == arm_max
+
+
+def test_ucb_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="one best value"):
+        ucb_arm([1.0], [1, 2], "min", 1.0)
+    with pytest.raises(ValueError, match="mode"):
+        ucb_arm([1.0, 2.0], [1, 2], "minimize", 1.0)
+    with pytest.raises(ValueError, match="exploration"):
+        ucb_arm([1.0, 2.0], [1, 2], "min", -1.0)
+    with pytest.raises(ValueError, match="worst"):
+        ucb_arm([1.0, 2.0], [1, 2], "min", 1.0, worst=1.5)
+
+
+# --- the searcher -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_best_decoder_gets_most_trials_and_the_optimum_is_approached(mode: str) -> None:
+    sign = 1.0 if mode == "min" else -1.0  # mode max: maximise the negated loss
+    searcher = _searcher(mode=mode)
+    configs = [_cycle(searcher, f"t{i}", sign) for i in range(40)]
+
+    for config in configs:
+        assert {"decoder", "beta", "latent_dim", "lr", "schedule"} <= set(config)
+        assert 0.01 <= config["beta"] <= 100.0 and config["latent_dim"] in (4, 8, 16)
+        schedule_keys = {k for k in config if k.startswith("schedule.")}
+        assert all(k.startswith(f"schedule.{config['schedule']}.") for k in schedule_keys), config
+        if config["schedule"] == "linear":
+            assert 0.1 <= config["schedule.linear.warmup_fraction"] <= 0.5
+        if config["schedule"] == "cyclical":
+            assert config["schedule.cyclical.ratio"] == 0.5 and config["schedule.cyclical.n_cycles"] in (2, 4)
+
+    stats = {s.arm: s for s in searcher.arm_stats()}
+    assert sum(s.trials for s in stats.values()) == 40
+    assert sum(s.completed for s in stats.values()) == 40
+    assert stats["deconv_2x2"].trials > 40 / 3 + 6, stats  # well above an even split
+    assert stats["deconv_2x2"].trials == max(s.trials for s in stats.values())
+    best_loss = min(sign * s.best for s in stats.values())
+    assert best_loss < 0.35, stats  # optimum 0; a random config averages ~1.8 on the best arm
+    assert stats["deconv_2x2"].best == sign * best_loss  # best reported in the metric's own units
+
+
+def test_max_mode_allocates_like_min_mode() -> None:
+    """Maximising the negated loss is the same search: same arms, same parameters."""
+    on_min, on_max = _searcher(mode="min"), _searcher(mode="max")
+    assert [_cycle(on_min, f"t{i}") for i in range(15)] == [_cycle(on_max, f"t{i}", -1.0) for i in range(15)]
+
+
+def test_each_arm_has_its_own_seeded_study() -> None:
+    assert _cycle(_searcher(seed=3), "t0") == _cycle(_searcher(seed=3), "t0")
+    assert _cycle(_searcher(seed=3), "t0") != _cycle(_searcher(seed=4), "t0")
+    searcher = _searcher()
+    configs = [_cycle(searcher, f"t{i}") for i in range(3)]
+    assert [c["decoder"] for c in configs] == SPACE["decoder"]  # untried arms first, in order
+    for name, study in searcher.studies.items():
+        assert len(study.trials) == 1
+        assert "decoder" not in study.trials[0].params  # the bandit, not TPE, picks the decoder
+
+
+def test_early_stopped_trial_is_told_complete_with_its_last_value() -> None:
+    searcher = _searcher()
+    config = searcher.suggest("t0")
+    for step, value in enumerate([9.0, 7.0, 6.5], start=1):
+        searcher.on_trial_result("t0", {METRIC: value, "training_iteration": step})
+    # ASHA stopped it: Tune passes the last result to on_trial_complete
+    searcher.on_trial_complete("t0", {METRIC: 6.5, "training_iteration": 3})
+    study = searcher.studies[config["decoder"]]
+    assert study.trials[-1].state == TrialState.COMPLETE
+    assert study.trials[-1].value == 6.5
+    assert study.trials[-1].intermediate_values == {1: 9.0, 2: 7.0, 3: 6.5}
+    assert searcher.arm_stats()[0] == ArmStats(arm=config["decoder"], trials=1, completed=1, best=6.5)
+
+
+def test_error_fails_missing_value_prunes_and_nan_fails() -> None:
+    searcher = _searcher()
+    configs = {i: searcher.suggest(i) for i in ("err", "none", "reported")}  # one per arm
+    told = {}
+
+    def complete(trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        searcher.on_trial_complete(trial_id, result, error=error)
+        told[trial_id] = searcher.studies[configs[trial_id]["decoder"]].trials[-1]
+
+    complete("err", {METRIC: 3.0, "training_iteration": 2}, error=True)
+    complete("none")
+    searcher.on_trial_result("reported", {METRIC: 4.0, "training_iteration": 1})
+    complete("reported", {"training_iteration": 1})  # no metric in the final result
+    for bad in ("nan", "inf"):  # suggested one at a time, each to the next untold arm
+        configs[bad] = searcher.suggest(bad)
+        complete(bad, {METRIC: float(bad), "training_iteration": 1})
+
+    assert told["err"].state == TrialState.FAIL and told["err"].value is None
+    assert told["none"].state == TrialState.PRUNED and told["none"].value is None
+    # PRUNED after an intermediate report: Optuna keeps the last value, and the arm counts it
+    assert told["reported"].state == TrialState.PRUNED and told["reported"].value == 4.0
+    assert told["nan"].state == TrialState.FAIL and told["inf"].state == TrialState.FAIL
+    assert [configs[i]["decoder"] for i in ("nan", "inf")] == ["mlp_small", "deconv_2x2"]  # q = 1: untold
+    stats = searcher.arm_stats()
+    assert [s.trials for s in stats] == [2, 2, 1]
+    assert [s.completed for s in stats] == [0, 0, 1] and stats[2].best == 4.0
+
+
+def test_concurrency_limiter_caps_trials_in_flight() -> None:
+    limited = ConcurrencyLimiter(_searcher(), max_concurrent=2)
+    got = [limited.suggest(f"t{i}") for i in range(4)]
+    assert got[0] is not None and got[1] is not None
+    assert got[2] is None and got[3] is None
+    assert got[0]["decoder"] != got[1]["decoder"]  # in-flight trials count, so arms are spread
+    limited.on_trial_complete("t0", {METRIC: 1.0, "training_iteration": 1})
+    assert limited.suggest("t4") is not None
+
+
+def test_save_restore_continues_exactly(tmp_path: Path) -> None:
+    original = _searcher(seed=1)
+    for i in range(12):
+        _cycle(original, f"t{i}")
+    in_flight = original.suggest("t12")  # a trial running at checkpoint time
+    original.on_trial_result("t12", {METRIC: 5.0, "training_iteration": 1})
+    path = str(tmp_path / "searcher.pkl")
+    original.save(path)
+
+    restored = BanditTPESearcher(_space(), metric=METRIC, mode="min", seed=99)  # state comes from the file
+    restored.restore(path)
+    assert restored.arm_stats() == original.arm_stats()
+    for searcher in (original, restored):
+        searcher.on_trial_complete("t12", {METRIC: _objective(in_flight), "training_iteration": 2})
+    ahead = [_cycle(original, f"n{i}") for i in range(5)]
+    assert [_cycle(restored, f"n{i}") for i in range(5)] == ahead
+    assert restored.arm_stats() == original.arm_stats()
+    assert len({c["decoder"] for c in ahead} | {c["beta"] for c in ahead}) > 2  # not a trivial sequence
+
+
+def test_pickle_round_trip() -> None:
+    searcher = _searcher()
+    for i in range(6):
+        _cycle(searcher, f"t{i}")
+    searcher.suggest("t6")
+    clone = pickle.loads(pickle.dumps(searcher))
+    assert clone.arm_stats() == searcher.arm_stats()
+    clone.on_trial_complete("t6", {METRIC: 1.0, "training_iteration": 1})  # in-flight trial survives
+    assert clone.suggest("t7") is not None
+
+
+def test_metric_and_mode_can_come_from_tune() -> None:
+    searcher = BanditTPESearcher(_space())
+    with pytest.raises(RuntimeError, match="metric"):
+        searcher.suggest("t0")
+    assert searcher.set_search_properties(METRIC, "min", {"train": {"epochs": 1}}) is True
+    assert searcher.metric == METRIC and searcher.mode == "min"
+    assert searcher.suggest("t0")["decoder"] == "mlp_small"
+    with pytest.raises(ValueError, match="mode"):
+        searcher.set_search_properties(METRIC, "max", {})  # studies already minimise
+    # a Tune search space in param_space is not ours to sample: False lets Tune raise its error
+    assert searcher.set_search_properties(METRIC, "min", {"beta": tune.uniform(0.1, 1.0)}) is False
+
+
+@pytest.mark.parametrize("decoder", ["mlp_small", ["mlp_small"], None])
+def test_needs_a_list_of_decoders(decoder: object) -> None:
+    with pytest.raises(ValueError, match="list of decoders"):
+        BanditTPESearcher(_space(decoder=decoder), metric=METRIC, mode="min")
+
+
+def test_bad_arguments_raise() -> None:
+    with pytest.raises(ValueError, match="distinct"):
+        BanditTPESearcher(_space(decoder=["mlp_small", "mlp_small"]))
+    with pytest.raises(ValueError, match="exploration"):
+        BanditTPESearcher(_space(), exploration=-0.5)
+    with pytest.raises(ValueError, match="mode"):
+        BanditTPESearcher(_space(), metric=METRIC, mode="minimize")
+
+
+def test_unknown_trial_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    searcher = _searcher()
+    _cycle(searcher, "t0")
+    before = searcher.arm_stats()
+    with caplog.at_level(logging.WARNING, logger="search.bandit.searcher"):
+        searcher.on_trial_complete("nobody", {METRIC: 1.0, "training_iteration": 1})
+        searcher.on_trial_complete("t0", {METRIC: 0.5, "training_iteration": 1})  # told twice
+        searcher.on_trial_result("nobody", {METRIC: 1.0, "training_iteration": 1})
+    assert searcher.arm_stats() == before
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("unknown trial nobody" in m for m in messages), messages
+    assert any("already finished trial t0" in m for m in messages), messages

@@ -1,0 +1,66 @@
+"""Decoder-bandit policies (pure Python + numpy): which candidate decoder to train next.
+
+Used by the shared-encoder trainable (one minibatch per pull, the multi-armed-bandit VAE of
+seed 003) and by the Ray Tune adapters in ``search/bandit`` (some epochs per pull). Rewards
+rise as arms train, so besides the seed's ε-greedy there are rules built for that: successive
+halving (Karnin et al. 2013), rising-bandit elimination (Li et al. 2020, AAAI), UCB1 on the
+best-so-far value (Auer et al. 2002) and windowed Gaussian Thompson sampling.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from trainables.policies.adaptive import UCB1, EpsilonGreedy, Thompson, Uniform
+from trainables.policies.base import Policy
+from trainables.policies.elimination import ArmBounds, Rising, SuccessiveHalving
+from trainables.policies.estimators import ESTIMATORS
+
+__all__ = [
+    "ESTIMATORS",
+    "POLICIES",
+    "UCB1",
+    "ArmBounds",
+    "EpsilonGreedy",
+    "Policy",
+    "Rising",
+    "SuccessiveHalving",
+    "Thompson",
+    "Uniform",
+    "available_policies",
+    "build_policy",
+    "policy_parameters",
+    "policy_requires_budget",
+]
+
+POLICIES: Mapping[str, type[Policy]] = MappingProxyType(
+    {cls.name: cls for cls in (Uniform, EpsilonGreedy, UCB1, Thompson, SuccessiveHalving, Rising)}
+)
+
+
+def available_policies() -> list[str]:
+    """Names accepted by ``build_policy`` and ``policy_parameters``, sorted."""
+    return sorted(POLICIES)
+
+
+def _lookup(name: str) -> type[Policy]:
+    try:
+        return POLICIES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown bandit policy, got {name=}; valid names: {available_policies()}") from None
+
+
+def policy_parameters(name: str) -> dict[str, Any]:
+    """The policy's own keyword parameters and their defaults (``budget`` and ``seed`` excluded)."""
+    return dict(_lookup(name).defaults)
+
+
+def policy_requires_budget(name: str) -> bool:
+    """Whether ``build_policy(name, ...)`` needs ``budget`` (the eliminating policies plan with it)."""
+    return _lookup(name).requires_budget
+
+
+def build_policy(name: str, n_arms: int, *, budget: int | None = None, seed: int = 0, **params: Any) -> Policy:
+    """A fresh policy by registry name; bad names and parameters raise ``ValueError``."""
+    return _lookup(name)(n_arms, budget=budget, seed=seed, **params)
