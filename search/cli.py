@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from search.config import ConfigError, load_config
+from search.config import ConfigError, load_config, parse_config
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -21,6 +21,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from search.run import TrackingUnavailableError, run_search  # heavy imports only when running
 
     config = load_config(args.config)
+    if args.algorithm is not None:
+        config = parse_config({**config.model_dump(mode="json"), "search": {
+            **config.search.model_dump(mode="json"), "algorithm": args.algorithm}})
     try:
         summary = run_search(
             config, yaml_text=Path(args.config).read_text(), num_samples=args.num_samples,
@@ -71,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the search described by a YAML config")
     _add_run_options(run)
     run.add_argument("--num-samples", type=int, default=None, help="override search.num_samples")
+    run.add_argument("--algorithm", choices=["optuna", "random", "bandit_tpe"], default=None,
+                     help="override search.algorithm")
     run.set_defaults(func=_cmd_run)
 
     bandit = sub.add_parser("bandit", help="which decoder suits this dataset? (bandit.mode: allocation | shared_encoder)")

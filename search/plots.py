@@ -43,7 +43,7 @@ def line_chart(curves: Mapping[str, Sequence[tuple[float, float]]], *, title: st
 
 def stacked_shares(rows: Mapping[str, Sequence[float]], segments: Sequence[str], *, title: str) -> Figure:
     """One horizontal bar per row (e.g. a trial), split into segments (e.g. pull share per head)."""
-    fig, ax = plt.subplots(figsize=(7.0, 0.5 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(8.0, 0.5 * len(rows) + 2.0))
     names = list(rows)
     left = [0.0] * len(names)
     for j, segment in enumerate(segments):
@@ -54,7 +54,7 @@ def stacked_shares(rows: Mapping[str, Sequence[float]], segments: Sequence[str],
     ax.set_xlabel("share of pulls")
     ax.set_xlim(0, 1)
     ax.set_title(title)
-    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=min(5, len(segments)))
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=min(3, len(segments)))
     fig.tight_layout()
     return fig
 

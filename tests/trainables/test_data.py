@@ -342,3 +342,22 @@ def test_unknown_names_list_the_valid_ones() -> None:
 def test_bad_options_name_the_argument(kwargs: dict[str, object], argument: str) -> None:
     with pytest.raises(ValueError, match=argument):
         load_dataset("digits", **kwargs)  # type: ignore[arg-type]
+
+
+def test_mnist5k_is_cached_under_the_data_root(tmp_path) -> None:
+    """Every Ray actor (and every resumed trial) loads the data afresh: the parsed digits are kept
+    as a uint8 .npy under the data root and read back from there."""
+    import numpy as np
+
+    first = load_dataset("mnist5k", root=tmp_path, binarize="none", seed=0)
+    cached = tmp_path / "mnist5k" / "mnist5k-uint8.npy"
+    assert cached.is_file()
+    images = np.load(cached)
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8
+    images[:] = 255 - images  # a changed cache must be what the next load returns
+    np.save(cached, images)
+    second = load_dataset("mnist5k", root=tmp_path, binarize="none", seed=0)
+    assert torch.allclose(second.train, 1.0 - first.train, atol=1e-6)
+    np.save(cached, images[:10])  # a wrong-shaped cache is ignored
+    third = load_dataset("mnist5k", root=tmp_path, binarize="none", seed=0)
+    assert torch.equal(third.train, first.train)

@@ -1,0 +1,115 @@
+"""The three decoder-bandit modes end to end from the CLI / Python API: real Ray, real MLflow."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+from mlflow.tracking import MlflowClient
+
+from search.cli import main
+from search.config import parse_config
+from search.run import run_search
+from search.tracking import PARENT_TAG
+
+pytestmark = pytest.mark.integration
+
+ARMS = ["mlp_small", "deconv_2x2"]
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _base(tmp_path: Path, bandit: dict | None = None, search: dict | None = None) -> dict:
+    return {
+        "name": "bandit-itest",
+        "data": {"name": "digits"},
+        "model": {"encoder": "mlp", "latent_dim": 4, "width": 0.125},
+        "train": {"batch_size": 256, "n_images": 8},
+        "bandit": bandit or {},
+        "search": search or {},
+        "final_eval": {"test_nll_k": 10, "chunk_size": 10, "max_examples": 20},
+        "resources": {"cpu": 1, "storage_path": str(tmp_path / "ray_results"), "max_failures": 0},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "bandit-itest"},
+    }
+
+
+def _parent_and_children(uri: str):
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("bandit-itest")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if PARENT_TAG not in r.data.tags]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get(PARENT_TAG) == parents[0].info.run_id]
+    return client, parents[0], children
+
+
+def test_allocation_mode_from_the_cli(tmp_path: Path, ray_local, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _base(tmp_path, bandit={"mode": "allocation", "arms": ARMS,
+                                   "allocation": {"policy": "uniform", "epochs_per_pull": 1, "budget_epochs": 4}})
+    path = tmp_path / "alloc.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["bandit", str(path), "--verbose", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "chosen arm:" in out and "epochs used: 4 of a budget of 4" in out
+
+    client, parent, children = _parent_and_children(data["tracking"]["uri"])
+    assert parent.data.tags["vaesearch.role"] == "bandit-allocation"
+    assert parent.data.tags["vaesearch.chosen_arm"] in ARMS
+    assert parent.data.metrics["budget/epochs_used"] == 4
+    for arm in ARMS:
+        assert parent.data.metrics[f"arm/{arm}/pulls"] == 2  # uniform: 2 pulls each
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"allocation.png", "learning_curves.png", "arms.json", "config.yaml"} <= artifacts
+    assert sorted(c.data.params["decoder"] for c in children) == sorted(ARMS)  # one child per arm
+    for child in children:  # each arm trained 2 epochs, paused and resumed in between: steps 1, 2 once each
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/distortion")]
+        assert sorted(steps) == [1, 2]
+
+
+def test_shared_encoder_mode(tmp_path: Path, ray_local) -> None:
+    from search.bandit.shared import run_shared_encoder
+
+    data = _base(tmp_path, bandit={"mode": "shared_encoder", "arms": ARMS, "shared_encoder": {
+        "datasets": ["digits"], "policies": ["uniform", "epsilon_greedy"], "seeds": [0], "epochs": 2,
+        "eval_every": 3, "eval_batch_size": 64, "policy_params": {"epsilon_greedy": {"epsilon": 0.3}}}})
+    summary = run_shared_encoder(parse_config(data), verbose=0)
+    assert [t.policy for t in summary.trials] == ["uniform", "epsilon_greedy"] or \
+        sorted(t.policy for t in summary.trials) == ["epsilon_greedy", "uniform"]
+    for trial in summary.trials:
+        assert trial.error is None
+        assert sum(trial.pull_share.values()) == pytest.approx(1.0)
+        assert trial.cumulative_regret >= 0 and len(trial.regret_curve) == 2
+    uniform = next(t for t in summary.trials if t.policy == "uniform")
+    assert abs(uniform.pull_share["mlp_small"] - 0.5) < 0.1
+
+    client, parent, children = _parent_and_children(data["tracking"]["uri"])
+    assert len(children) == 2
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"pull_shares.png", "regret.png", "shared_encoder_trials.json"} <= artifacts
+    assert "digits/uniform/regret" in parent.data.metrics
+    history = client.get_metric_history(children[0].info.run_id, "regret/cumulative")
+    assert sorted(m.step for m in history) == [1, 2]
+
+
+def test_bandit_tpe_search_logs_arms(tmp_path: Path, ray_local) -> None:
+    data = _base(tmp_path, search={
+        "algorithm": "bandit_tpe", "num_samples": 4, "max_concurrent": 2, "n_startup_trials": 1,
+        "space": {"decoder": ARMS, "beta": {"low": 0.5, "high": 2.0, "log": True}},
+        "scheduler": {"name": "asha", "grace_period": 1}})
+    data["train"]["epochs"] = 2
+    summary = run_search(parse_config(data), verbose=0)
+    assert summary.n_trials == 4 and summary.n_errors == 0
+    client, parent, children = _parent_and_children(data["tracking"]["uri"])
+    assert len(children) == 4
+    trials = {arm: parent.data.metrics[f"arm/{arm}/trials"] for arm in ARMS}
+    assert sum(trials.values()) == 4 and all(n >= 1 for n in trials.values())  # untried arms go first
+    assert all(f"arm/{arm}/best_val_nelbo" in parent.data.metrics for arm in ARMS)
+    arms = json.loads(Path(client.download_artifacts(parent.info.run_id, "arms.json", str(tmp_path))).read_text())
+    assert sorted(a["arm"] for a in arms) == sorted(ARMS)
