@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from search.config import ConfigError, load_config, parse_config
+from search.jobs import add_job_commands
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -60,6 +61,33 @@ def _cmd_bandit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from search.resume import resume_search
+    from search.run import TrackingUnavailableError
+
+    try:
+        summary = resume_search(args.experiment, address=args.address, verbose=args.verbose)
+    except (FileNotFoundError, ValueError, TrackingUnavailableError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n=== vaesearch summary (resumed) ===")
+    print(summary.describe())
+    return 0 if summary.best_config is not None else 1
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from search.resume import sync_experiment
+    from search.run import TrackingUnavailableError
+
+    try:
+        report = sync_experiment(args.experiment)
+    except (FileNotFoundError, ValueError, TrackingUnavailableError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.describe())
+    return 0 if report.still_missing == 0 else 1
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="path to the YAML config")
     parser.add_argument("--address", default=None, help="Ray cluster address ('auto' on a cluster node); default: local Ray")
@@ -82,9 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(bandit)
     bandit.set_defaults(func=_cmd_bandit)
 
+    resume = sub.add_parser("resume", help="finish a search whose driver stopped, from Tune's storage")
+    resume.add_argument("experiment", help="the experiment directory ('Tune results:' in the summary) or its name under ./ray_results")
+    resume.add_argument("--address", default=None, help="Ray cluster address ('auto' on a cluster node); default: local Ray")
+    resume.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0 quiet, 1 progress table, 2 + trial logs")
+    resume.set_defaults(func=_cmd_resume)
+
+    sync = sub.add_parser("sync", help="write into MLflow what it lacks of an experiment's results (after a tracking outage)")
+    sync.add_argument("experiment", help="the experiment directory or its name under ./ray_results")
+    sync.set_defaults(func=_cmd_sync)
+
     validate = sub.add_parser("validate", help="check a config file without starting anything")
     validate.add_argument("config")
     validate.set_defaults(func=_cmd_validate)
+    add_job_commands(sub)
     return parser
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainables.data import BINARIZE_MODES, available_datasets
+from trainables.data import available_datasets
 from trainables.decoders import available_decoders
 from trainables.encoders import available_encoders
 from trainables.likelihoods import available_likelihoods
@@ -345,6 +345,7 @@ class TrackingConfig(_Strict):
     experiment: str = "vaesearch"
     registered_model: str | None = "vaesearch-best"
     log_images: bool = True
+    retry_s: float = Field(default=20.0, gt=0)   # while the server is unreachable: retry queued results this often
 
 
 class Config(_Strict):

@@ -8,24 +8,28 @@ where trials had one), and its model is logged and registered.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 
 import ray
 from mlflow.exceptions import MlflowException
 from ray import tune
-from ray.tune import CheckpointConfig, CLIReporter, FailureConfig, RunConfig, TuneConfig, Tuner
+from ray.tune import CheckpointConfig, CLIReporter, FailureConfig, ResultGrid, RunConfig, TuneConfig, Tuner
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from search import plots
+from search.bandit.searcher import ArmStats
+from search.callback import TRACKING_ERRORS, MlflowTrialCallback
 from search.config import Config
+from search.experiment import ExperimentRecord, experiment_path
 from search.space import make_searcher
-from search.tracking import MlflowTrialCallback, Tracker, error_summary, numeric_metrics
+from search.tracking import Tracker, error_summary, numeric_metrics
 from trainables.trainable import train_vae
 from trainables.trial import final_test_metrics, load_model
 
@@ -52,6 +56,7 @@ class SearchSummary:
     model_uri: str | None = None
     registered_model: str | None = None
     errors: list[str] = field(default_factory=list)   # distinct error lines of the failed trials
+    tracking_gap: int = 0   # MLflow events still unwritten at the end (tracking server unreachable)
 
     def describe(self) -> str:
         lines = [f"trials: {self.n_trials} ({self.n_errors} failed)", f"Tune results: {self.experiment_path}"]
@@ -69,6 +74,9 @@ class SearchSummary:
         if self.model_uri:
             registered = f" registered as '{self.registered_model}'" if self.registered_model else ""
             lines.append(f"model: {self.model_uri}{registered}")
+        if self.tracking_gap:
+            lines.append(f"MLflow is missing {self.tracking_gap} trial event(s) (the tracking server was unreachable); "
+                         f"every result is in Tune's storage: `vaesearch sync {self.experiment_path}` writes them")
         lines.append(open_hint(self.tracking_uri, self.experiment_id, self.parent_run_id))
         return "\n".join(lines)
 
@@ -134,7 +142,19 @@ def _check_reachable(uri: str, timeout: float = 5.0) -> None:
         pass
 
 
+#: MLflow's HTTP client retries a failing request for about four minutes by default, which would
+#: stall Tune's loop; the callback queues and retries instead (tracking.retry_s). Overridable.
+HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def _limit_http_retries() -> None:
+    for key, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
 def connect_tracking(uri: str, experiment: str) -> Tracker:
+    _limit_http_retries()
     try:
         _check_reachable(uri)
         return Tracker(uri, experiment)
@@ -142,6 +162,22 @@ def connect_tracking(uri: str, experiment: str) -> Tracker:
         raise TrackingUnavailableError(
             f"cannot reach the MLflow tracking store at {uri!r}: {exc}. Start the server (mlflow server "
             "--host 127.0.0.1 ...) or pass another --tracking-uri; no trial was started."
+        ) from None
+
+
+def attach_tracking(uri: str, experiment_id: str, parent_run_id: str) -> Tracker:
+    """The tracker of an existing search's parent run (resume, sync); fails fast when the
+    tracking store is unreachable or does not hold that run."""
+    _limit_http_retries()
+    try:
+        _check_reachable(uri)
+        tracker = Tracker.attach(uri, experiment_id, parent_run_id)
+        tracker.client.get_run(parent_run_id)
+        return tracker
+    except (MlflowException, OSError, ConnectionError) as exc:
+        raise TrackingUnavailableError(
+            f"cannot reach the MLflow parent run {parent_run_id} at {uri!r}: {exc}. Start the tracking server "
+            "the search used (the run lives there) and try again; nothing was started."
         ) from None
 
 
@@ -172,55 +208,82 @@ def run_search(
     if num_samples is not None:
         config = config.model_copy(update={"search": config.search.model_copy(update={"num_samples": num_samples})})
     tracker, experiment_name = start_experiment(config, yaml_text, tracking_uri, role="search")
-
+    path = experiment_path(storage_path(config.resources.storage_path), experiment_name)
+    ExperimentRecord(config=config.model_dump(mode="json"), yaml_text=yaml_text, tracking_uri=tracker.uri,
+                     experiment_id=tracker.experiment_id, parent_run_id=tracker.parent_run_id or "",
+                     role="search").write(path)
     ensure_ray(address or config.resources.address, verbose)
-    status = "FAILED"
-    try:
-        summary = _fit_and_finalize(config, tracker, experiment_name, verbose)
-        status = "FINISHED"
-        return summary
-    finally:
-        tracker.finish_parent(status)
+    callback = MlflowTrialCallback(tracker, log_images=config.tracking.log_images, retry_after_s=config.tracking.retry_s)
+    return fit_and_summarize(config, tracker, callback, path, lambda: _new_tuner(config, callback, experiment_name, verbose))
 
 
-def _fit_and_finalize(config: Config, tracker: Tracker, experiment_name: str, verbose: int) -> SearchSummary:
+def search_trainable(config: Config) -> Any:
+    """The trainable of a search: the VAE trainable with the config's fixed part and resources."""
     resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
-    trainable = tune.with_resources(tune.with_parameters(train_vae, base=trial_base(config)), resources)
-    callback = MlflowTrialCallback(tracker, log_images=config.tracking.log_images)
-    storage = storage_path(config.resources.storage_path)
-    search_alg = make_searcher(config)
-    tuner = Tuner(
-        trainable,
+    return tune.with_resources(tune.with_parameters(train_vae, base=trial_base(config)), resources)
+
+
+def _new_tuner(config: Config, callback: MlflowTrialCallback, experiment_name: str, verbose: int) -> Tuner:
+    return Tuner(
+        search_trainable(config),
         tune_config=TuneConfig(
-            metric=config.search.metric, mode=config.search.mode, search_alg=search_alg,
+            metric=config.search.metric, mode=config.search.mode, search_alg=make_searcher(config),
             scheduler=make_scheduler(config), num_samples=config.search.num_samples,
         ),
         run_config=RunConfig(
-            name=experiment_name, storage_path=storage, callbacks=[callback],
+            name=experiment_name, storage_path=storage_path(config.resources.storage_path), callbacks=[callback],
             failure_config=FailureConfig(max_failures=config.resources.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             progress_reporter=reporter(SEARCH_COLUMNS) if verbose else None, verbose=verbose,
         ),
     )
-    results = tuner.fit()
-    n_errors = len(results.errors)
+
+
+def fit_and_summarize(config: Config, tracker: Tracker, callback: MlflowTrialCallback, path: str,
+                      make_tuner: Callable[[], Tuner]) -> SearchSummary:
+    """Fit the tuner (a new or a restored one), then summarise; the parent run ends FINISHED
+    only when that worked (a killed driver leaves it RUNNING, for ``vaesearch resume``)."""
+    status = "FAILED"
+    try:
+        results = make_tuner().fit()
+        summary = _summarize(config, tracker, results, path)
+        callback.flush(force=True)
+        summary.tracking_gap = len(callback.backlog)
+        status = "FINISHED"
+        return summary
+    finally:
+        try:
+            tracker.finish_parent(status)
+        except TRACKING_ERRORS as exc:
+            log.warning("could not mark the MLflow parent run %s: %s", status, exc)
+
+
+def _summarize(config: Config, tracker: Tracker, results: ResultGrid, path: str) -> SearchSummary:
     summary = SearchSummary(
-        experiment_path=str(Path(storage) / experiment_name) if "://" not in storage else f"{storage}/{experiment_name}",
-        tracking_uri=tracker.uri, experiment_id=tracker.experiment_id, parent_run_id=tracker.parent_run_id or "",
-        n_trials=len(results), n_errors=n_errors,
+        experiment_path=path, tracking_uri=tracker.uri, experiment_id=tracker.experiment_id,
+        parent_run_id=tracker.parent_run_id or "", n_trials=len(results), n_errors=len(results.errors),
         errors=sorted({error_summary(str(e)) for e in results.errors}),
     )
-    tracker.log_table([_row(r, callback.run_ids) for r in results])
-    _log_arms(tracker, search_alg.searcher, config.search.metric)
+    try:
+        _finalize(config, tracker, results, summary)
+    except TRACKING_ERRORS as exc:  # the results are in Tune's storage; say so rather than lose the summary
+        summary.errors.append(f"MLflow could not record the end of the search ({error_summary(str(exc))}); "
+                              f"`vaesearch sync {path}` writes it when the tracking server is back")
+    return summary
+
+
+def _finalize(config: Config, tracker: Tracker, results: ResultGrid, summary: SearchSummary) -> None:
+    run_ids = tracker.child_runs()
+    tracker.log_table([_row(r, run_ids) for r in results])
+    _log_arms(tracker, results, config)
     ok = [r for r in results if r.error is None and r.metrics and config.search.metric in r.metrics]
     if not ok:
-        return summary
+        return
     best = results.get_best_result(metric=config.search.metric, mode=config.search.mode, scope="last")
     metrics = numeric_metrics(best.metrics)
     if config.final_eval.trials == "best" and best.checkpoint is not None:
         metrics.update(_remote_test_metrics(config, best.checkpoint))
-    best_trial_id = best.metrics.get("trial_id", "")
-    best_run_id = callback.run_ids.get(best_trial_id)
+    best_run_id = run_ids.get(best.metrics.get("trial_id", ""))
     if best_run_id and config.final_eval.trials == "best":
         tracker.log_epoch(best_run_id, {k: v for k, v in metrics.items() if k.startswith("test/")}, int(best.metrics.get("epoch", 0)))
     tracker.log_best(best.config, metrics, best_run_id)
@@ -229,20 +292,39 @@ def _fit_and_finalize(config: Config, tracker: Tracker, experiment_name: str, ve
         with best.checkpoint.as_directory() as directory:
             summary.model_uri = tracker.log_model(load_model(directory), config.tracking.registered_model, directory)
         summary.registered_model = config.tracking.registered_model
-    return summary
 
 
-def _log_arms(tracker: Tracker, searcher: Any, metric: str) -> None:
-    """bandit_tpe: trials per decoder arm and each arm's best metric, on the parent run."""
-    if not hasattr(searcher, "arm_stats"):
+def _log_arms(tracker: Tracker, results: ResultGrid, config: Config) -> None:
+    """bandit_tpe: trials per decoder arm and each arm's best metric, on the parent run. Taken
+    from the results (what each arm's study was told), so a resumed search logs them too."""
+    if config.search.algorithm != "bandit_tpe":
         return
-    stats = searcher.arm_stats()
+    stats = arm_stats(results, config.search.metric, config.search.mode, config.search.space.decoder or [])
+    metric = config.search.metric
     metrics = {f"arm/{s.arm}/trials": float(s.trials) for s in stats}
     metrics.update({f"arm/{s.arm}/best_{metric.replace('/', '_')}": s.best for s in stats if s.best is not None})
     tracker.log_metrics(metrics)
     tracker.log_figure(plots.bar_chart([s.arm for s in stats], [s.trials for s in stats],
                                        title="bandit_tpe: trials per decoder", ylabel="trials"), "trials_per_arm.png")
     tracker.log_table([asdict(s) for s in stats], name="arms.json")
+
+
+def arm_stats(results: Iterable[Any], metric: str, mode: str, arms: list[str] | str) -> list[ArmStats]:
+    """Per decoder: trials, trials with a value, and the best last value of ``metric``."""
+    names = [arms] if isinstance(arms, str) else list(arms)
+    trials = {a: 0 for a in names}
+    values: dict[str, list[float]] = {a: [] for a in names}
+    for result in results:
+        arm = (result.config or {}).get("decoder")
+        if arm is None:
+            continue
+        trials[arm] = trials.get(arm, 0) + 1
+        value = (result.metrics or {}).get(metric)
+        if isinstance(value, int | float) and math.isfinite(value):
+            values.setdefault(arm, []).append(float(value))
+    pick = min if mode == "min" else max
+    return [ArmStats(arm=a, trials=trials[a], completed=len(values.get(a, [])),
+                     best=pick(values[a]) if values.get(a) else None) for a in trials]
 
 
 def _remote_test_metrics(config: Config, checkpoint: tune.Checkpoint) -> dict[str, float]:

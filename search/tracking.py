@@ -18,10 +18,8 @@ from typing import Any, Iterable, Mapping
 
 import mlflow
 import torch
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from ray.tune import Callback
-from ray.tune.experiment import Trial
 
 import trainables
 from search import plots
@@ -77,6 +75,14 @@ class Tracker:
         self.experiment_id = self._experiment(experiment)
         self.parent_run_id: str | None = None
 
+    @classmethod
+    def attach(cls, uri: str, experiment_id: str, parent_run_id: str | None) -> Tracker:
+        """The tracker of an existing parent run (a resumed search); no MLflow call is made."""
+        tracker = cls.__new__(cls)
+        tracker.uri, tracker.client = uri, MlflowClient(tracking_uri=uri)
+        tracker.experiment_id, tracker.parent_run_id = experiment_id, parent_run_id
+        return tracker
+
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
         return found.experiment_id if found is not None else self.client.create_experiment(name)
@@ -92,6 +98,10 @@ class Tracker:
             path.write_text(yaml_text if yaml_text is not None else json.dumps(config.model_dump(mode="json"), indent=2))
             self.client.log_artifact(self.parent_run_id, str(path))
         return self.parent_run_id
+
+    def reopen_parent(self) -> None:
+        """Mark the parent run RUNNING again (a resumed search)."""
+        self.client.update_run(self._parent(), status="RUNNING")
 
     def finish_parent(self, status: str = "FINISHED") -> None:
         if self.parent_run_id is not None:
@@ -144,8 +154,9 @@ class Tracker:
         return self.parent_run_id
 
     # --- child runs --------------------------------------------------------------------------
-    def child_run(self, trial_id: str, run_name: str, params: Mapping[str, Any]) -> str:
-        """The child run of a trial, created once (found again by its trial-id tag after a restart)."""
+    def child_run(self, trial_id: str, run_name: str, params: Mapping[str, Any]) -> tuple[str, bool]:
+        """The child run of a trial and whether it was created now: created once, found again by
+        its trial-id tag after a restart (a lost node, a resumed driver)."""
         parent = self._parent()
         existing = self.client.search_runs(
             [self.experiment_id],
@@ -153,7 +164,7 @@ class Tracker:
             max_results=1,
         )
         if existing:
-            return existing[0].info.run_id
+            return existing[0].info.run_id, False
         run = self.client.create_run(
             self.experiment_id,
             run_name=run_name,
@@ -161,7 +172,18 @@ class Tracker:
         )
         flat = flatten(params)
         self.client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in flat.items()])
-        return run.info.run_id
+        return run.info.run_id, True
+
+    def child_runs(self) -> dict[str, str]:
+        """trial id -> child run id, for every child run of the parent."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{self._parent()}'",
+                                       max_results=10_000)
+        return {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in runs if TRIAL_ID_TAG in r.data.tags}
+
+    def last_step(self, run_id: str) -> int:
+        """The last epoch logged to a run (-1 when none): what a restarted trial must not log again."""
+        keys = list(self.client.get_run(run_id).data.metrics)
+        return max((m.step for key in keys for m in self.client.get_metric_history(run_id, key)), default=-1)
 
     def log_epoch(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         now = _now_ms()
@@ -179,55 +201,6 @@ class Tracker:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-class MlflowTrialCallback(Callback):
-    """Ray Tune callback (runs in the driver) that mirrors every trial into a child run."""
-
-    def __init__(self, tracker: Tracker, log_images: bool = True) -> None:
-        self.tracker = tracker
-        self.log_images = log_images
-        self.run_ids: dict[str, str] = {}
-
-    def _run_id(self, trial: Trial) -> str:
-        if trial.trial_id not in self.run_ids:
-            self.run_ids[trial.trial_id] = self.tracker.child_run(trial.trial_id, str(trial), trial.config)
-        return self.run_ids[trial.trial_id]
-
-    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._run_id(trial)
-
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
-        step = int(result.get("epoch", result.get("training_iteration", 0)))
-        metrics = numeric_metrics(result)
-        if metrics:
-            self.tracker.log_epoch(self._run_id(trial), metrics, step)
-
-    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        run_id = self._run_id(trial)
-        if self.log_images and trial.checkpoint is not None:
-            try:
-                with trial.checkpoint.as_directory() as directory:
-                    self.tracker.log_images(run_id, directory)
-            except Exception as exc:  # a missing image must not take the search down
-                log.warning("could not log images of %s: %s", trial, exc)
-        self.tracker.client.set_terminated(run_id, status="FINISHED")
-
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        run_id = self._run_id(trial)
-        text = _read_error(trial)
-        self.tracker.client.set_tag(run_id, "vaesearch.error", error_summary(text)[:5000])
-        if text:
-            self.tracker.client.log_text(run_id, text, "error.txt")
-        self.tracker.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED))
-
-
-def _read_error(trial: Trial) -> str:
-    # The driver writes the error file locally first (it reaches Tune's storage later).
-    path = trial.error_file
-    if path and Path(path).is_file():
-        return Path(path).read_text(errors="replace")
-    return str(trial.get_error() or "")
 
 
 def error_summary(text: str) -> str:

@@ -19,7 +19,8 @@ from search import plots
 from search.bandit.scheduler import BanditAllocationScheduler
 from search.config import Config
 from search.run import ensure_ray, reporter, start_experiment, storage_path, trial_base
-from search.tracking import MlflowTrialCallback, Tracker
+from search.callback import MlflowTrialCallback
+from search.tracking import Tracker
 from trainables.policies import build_policy
 from trainables.trainable import train_vae
 
@@ -98,7 +99,7 @@ def _run(config: Config, tracker: Tracker, name: str, verbose: int) -> Allocatio
     base["train"]["epochs"] = alloc.budget_epochs
     resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
     storage = storage_path(config.resources.storage_path)
-    callback = MlflowTrialCallback(tracker, log_images=config.tracking.log_images)
+    callback = MlflowTrialCallback(tracker, log_images=config.tracking.log_images, retry_after_s=config.tracking.retry_s)
     tuner = Tuner(
         tune.with_resources(tune.with_parameters(train_vae, base=base), resources),
         param_space={"decoder": tune.grid_search(arms),

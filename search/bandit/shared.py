@@ -19,7 +19,8 @@ from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tun
 from search import plots
 from search.config import Config
 from search.run import ensure_ray, reporter, start_experiment, storage_path
-from search.tracking import MlflowTrialCallback, Tracker
+from search.callback import MlflowTrialCallback
+from search.tracking import Tracker
 from trainables.shared_encoder_trainable import train_shared_encoder
 
 
@@ -99,7 +100,7 @@ def _run(config: Config, tracker: Tracker, name: str, verbose: int) -> SharedEnc
                      "seed": tune.grid_search(se.seeds)},
         tune_config=TuneConfig(max_concurrent_trials=se.max_concurrent, metric="regret/cumulative", mode="min"),
         run_config=RunConfig(
-            name=name, storage_path=storage, callbacks=[MlflowTrialCallback(tracker, log_images=config.tracking.log_images)],
+            name=name, storage_path=storage, callbacks=[MlflowTrialCallback(tracker, log_images=config.tracking.log_images, retry_after_s=config.tracking.retry_s)],
             failure_config=FailureConfig(max_failures=config.resources.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             progress_reporter=reporter(["dataset", "policy", "seed"], {"epoch": "epoch", "regret/cumulative": "regret",

@@ -14,10 +14,10 @@ from search.cli import main
 from search.config import parse_config
 from search.run import TrackingUnavailableError, run_search
 from search.tracking import PARENT_TAG, TRIAL_ID_TAG
+from tests.search.helpers import EPOCHS, small_search
 
 pytestmark = pytest.mark.integration
 
-EPOCHS = 2
 
 
 @pytest.fixture(scope="module")
@@ -27,36 +27,13 @@ def ray_local():
     ray.shutdown()
 
 
-def _config_dict(tmp_path: Path, **search) -> dict:
-    return {
-        "name": "itest",
-        "seed": 0,
-        "data": {"name": "digits"},
-        "model": {"encoder": "mlp", "latent_dim": 4, "width": 0.125},
-        "train": {"epochs": EPOCHS, "batch_size": 128, "n_images": 16},
-        "search": {
-            "algorithm": "optuna", "num_samples": 4, "max_concurrent": 2, "n_startup_trials": 2,
-            "space": {
-                "beta": {"low": 0.5, "high": 2.0, "log": True},
-                "latent_dim": [2, 4],
-                "decoder": ["mlp_small", "deconv_2x2"],
-                "schedule": {"constant": {}, "linear": {"warmup_fraction": {"low": 0.2, "high": 0.8}}},
-            },
-            **search,
-        },
-        "final_eval": {"test_nll_k": 20, "chunk_size": 10, "max_examples": 50},
-        "resources": {"cpu": 1, "storage_path": str(tmp_path / "ray_results"), "max_failures": 0},
-        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "itest", "registered_model": "itest-vae"},
-    }
-
-
 def _children(client: MlflowClient, summary) -> list:
     return client.search_runs([summary.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{summary.parent_run_id}'")
 
 
 def test_search_records_every_trial_in_mlflow(tmp_path: Path, ray_local) -> None:
-    config = parse_config(_config_dict(tmp_path))
-    summary = run_search(config, yaml_text=yaml.safe_dump(_config_dict(tmp_path)), verbose=0)
+    config = parse_config(small_search(tmp_path))
+    summary = run_search(config, yaml_text=yaml.safe_dump(small_search(tmp_path)), verbose=0)
     assert summary.n_trials == 4 and summary.n_errors == 0
 
     client = MlflowClient(tracking_uri=summary.tracking_uri)
@@ -92,7 +69,7 @@ def test_search_records_every_trial_in_mlflow(tmp_path: Path, ray_local) -> None
 
 
 def test_failing_trial_does_not_take_the_search_down(tmp_path: Path, ray_local) -> None:
-    data = _config_dict(tmp_path, num_samples=3, max_concurrent=1, algorithm="random")
+    data = small_search(tmp_path, num_samples=3, max_concurrent=1, algorithm="random")
     data["search"]["space"] = {"lr": [1e-3, 1e30]}  # lr = 1e30 diverges: NonFiniteLossError
     data["seed"] = 0  # RandomSampler(seed=0) draws 1e30, 1e-3, 1e30
     summary = run_search(parse_config(data), verbose=0)
@@ -110,7 +87,7 @@ def test_failing_trial_does_not_take_the_search_down(tmp_path: Path, ray_local) 
 
 
 def test_cli_run_prints_a_summary(tmp_path: Path, ray_local, capsys: pytest.CaptureFixture[str]) -> None:
-    data = _config_dict(tmp_path, num_samples=8, scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2})
+    data = small_search(tmp_path, num_samples=8, scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2})
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(data))
     uri = f"sqlite:///{tmp_path / 'other.db'}"
@@ -122,7 +99,7 @@ def test_cli_run_prints_a_summary(tmp_path: Path, ray_local, capsys: pytest.Capt
 
 
 def test_unreachable_tracking_server_fails_before_any_trial(tmp_path: Path) -> None:
-    config = parse_config(_config_dict(tmp_path))
+    config = parse_config(small_search(tmp_path))
     with pytest.raises(TrackingUnavailableError, match="no trial was started"):
         run_search(config, tracking_uri="http://127.0.0.1:9", verbose=0)
     assert not (tmp_path / "ray_results").exists()

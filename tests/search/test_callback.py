@@ -1,0 +1,171 @@
+"""The MLflow callback's own logic (queue while the tracking store fails, write in order when it
+answers, log each epoch once, adopt on restore), with a fake tracker: no Ray run, no MLflow store."""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from mlflow.exceptions import MlflowException
+
+import search.callback as callback_module
+from search.callback import MlflowTrialCallback
+
+
+class _FakeClient:
+    def __init__(self, tracker: _FakeTracker) -> None:
+        self.tracker = tracker
+
+    def set_terminated(self, run_id: str, status: str) -> None:
+        self.tracker._call("end", run_id, status)
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.tracker._call("tag", run_id, key, value)
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self.tracker._call("text", run_id, name)
+
+    def update_run(self, run_id: str, status: str) -> None:
+        self.tracker._call("reopen", run_id, status)
+
+
+@dataclass
+class _FakeTracker:
+    uri: str = "http://127.0.0.1:1"
+    experiment_id: str = "1"
+    parent_run_id: str = "parent"
+    down: bool = False
+    existing: dict[str, int] = field(default_factory=dict)   # trial id -> last step already in MLflow
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.client = _FakeClient(self)
+
+    def _call(self, *call: Any) -> None:
+        if self.down:
+            raise MlflowException("API request failed: Connection refused")
+        self.calls.append(call)
+
+    def child_run(self, trial_id: str, run_name: str, params: Any) -> tuple[str, bool]:
+        self._call("child", trial_id)
+        return f"run-{trial_id}", trial_id not in self.existing
+
+    def last_step(self, run_id: str) -> int:
+        return self.existing[run_id.removeprefix("run-")]
+
+    def log_epoch(self, run_id: str, metrics: Any, step: int) -> None:
+        self._call("epoch", run_id, step)
+
+    def log_images(self, run_id: str, directory: str) -> list[str]:
+        self._call("images", run_id)
+        return []
+
+
+@dataclass
+class _Trial:
+    trial_id: str
+    config: dict[str, Any] = field(default_factory=lambda: {"beta": 1.0})
+    checkpoint: Any = None
+    error_file: str | None = None
+
+    def __str__(self) -> str:
+        return f"train_vae_{self.trial_id}"
+
+    def get_error(self) -> str:
+        return "NonFiniteLossError: loss is nan"
+
+
+def _epoch(cb: MlflowTrialCallback, trial: _Trial, step: int) -> None:
+    cb.on_trial_result(0, [], trial, {"epoch": step, "val/nelbo": 100.0 - step, "trial_id": trial.trial_id})
+
+
+def test_events_are_written_in_order() -> None:
+    tracker = _FakeTracker()
+    cb = MlflowTrialCallback(tracker)  # type: ignore[arg-type]
+    trial = _Trial("a")
+    cb.on_trial_start(0, [], trial)
+    _epoch(cb, trial, 1)
+    _epoch(cb, trial, 2)
+    cb.on_trial_complete(0, [], trial)
+    assert tracker.calls == [("child", "a"), ("epoch", "run-a", 1), ("epoch", "run-a", 2), ("end", "run-a", "FINISHED")]
+    assert not cb.backlog
+
+
+def test_an_unreachable_store_queues_events_and_the_backlog_is_written_when_it_answers(monkeypatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(callback_module.time, "monotonic", lambda: clock[0])
+    tracker = _FakeTracker()
+    cb = MlflowTrialCallback(tracker, retry_after_s=10.0)  # type: ignore[arg-type]
+    trial = _Trial("a")
+    cb.on_trial_start(0, [], trial)
+    _epoch(cb, trial, 1)
+    tracker.down = True
+    _epoch(cb, trial, 2)                      # fails: queued, no exception into Tune
+    tracker.down = False
+    clock[0] += 5.0
+    _epoch(cb, trial, 3)                      # within retry_after_s: not even tried
+    assert [e.step for e in cb.backlog] == [2, 3] and ("epoch", "run-a", 2) not in tracker.calls
+    clock[0] += 6.0
+    cb.on_trial_complete(0, [], trial)        # past retry_after_s: the backlog goes first, in order
+    assert tracker.calls[-3:] == [("epoch", "run-a", 2), ("epoch", "run-a", 3), ("end", "run-a", "FINISHED")]
+    assert not cb.backlog and cb.deferred == 2
+
+
+def test_what_is_still_queued_at_the_end_is_kept_as_a_gap(caplog: pytest.LogCaptureFixture) -> None:
+    tracker = _FakeTracker(down=True)
+    cb = MlflowTrialCallback(tracker)  # type: ignore[arg-type]
+    trial = _Trial("a")
+    cb.on_trial_start(0, [], trial)
+    _epoch(cb, trial, 1)
+    cb.on_trial_error(0, [], trial)
+    cb.on_experiment_end([])
+    assert [e.kind for e in cb.backlog] == ["start", "epoch", "end"]
+    assert "vaesearch sync" in caplog.text
+    tracker.down = False
+    assert cb.flush(force=True)
+    assert ("end", "run-a", "FAILED") in tracker.calls and ("tag", "run-a", "vaesearch.error", "NonFiniteLossError: loss is nan") in tracker.calls
+
+
+def test_a_restarted_trial_does_not_log_an_epoch_twice() -> None:
+    tracker = _FakeTracker(existing={"a": 2})  # MLflow already has epochs 1, 2 of trial a
+    cb = MlflowTrialCallback(tracker)  # type: ignore[arg-type]
+    trial = _Trial("a")
+    cb.on_trial_start(0, [], trial)
+    for step in (2, 3, 3, 4):                  # restarted from the epoch-2 checkpoint; 3 reported twice
+        _epoch(cb, trial, step)
+    assert [c for c in tracker.calls if c[0] == "epoch"] == [("epoch", "run-a", 3), ("epoch", "run-a", 4)]
+    assert ("reopen", "run-a", "RUNNING") in tracker.calls  # a found run is running again
+    assert cb.epochs_written == 2
+
+
+def test_replay_writes_only_what_mlflow_lacks() -> None:
+    tracker = _FakeTracker(existing={"a": 1})
+    cb = MlflowTrialCallback(tracker)  # type: ignore[arg-type]
+    results = [{"epoch": s, "val/nelbo": 1.0} for s in (1, 2, 3)]
+    assert cb.replay("a", "train_vae_a", {}, results, status="FINISHED") == 2
+    assert cb.replay("a", "train_vae_a", {}, results, status="FINISHED") == 0  # idempotent
+    assert tracker.calls[-1] == ("end", "run-a", "FINISHED")
+
+
+def test_pickling_keeps_only_where_the_parent_run_is_and_a_resuming_driver_adopts_it(monkeypatch) -> None:
+    attached: list[tuple[str, str, str]] = []
+
+    def attach(uri: str, experiment_id: str, parent_run_id: str) -> _FakeTracker:
+        attached.append((uri, experiment_id, parent_run_id))
+        return _FakeTracker(uri=uri, experiment_id=experiment_id, parent_run_id=parent_run_id)
+
+    monkeypatch.setattr(callback_module.Tracker, "attach", staticmethod(attach))
+    original = MlflowTrialCallback(_FakeTracker(parent_run_id="p1"), log_images=False, retry_after_s=3.0)  # type: ignore[arg-type]
+    original.backlog.append(callback_module._Event("start", "a"))
+    blob = pickle.dumps(original)
+    clone = pickle.loads(blob)
+    assert attached == [("http://127.0.0.1:1", "1", "p1")]
+    assert (clone.log_images, clone.retry_after_s, len(clone.backlog)) == (False, 3.0, 0)
+
+    resuming = MlflowTrialCallback(_FakeTracker(parent_run_id="p1"))  # type: ignore[arg-type]
+    resuming.adopt_on_restore()
+    try:
+        assert pickle.loads(blob) is resuming
+    finally:
+        callback_module._ADOPTED.clear()

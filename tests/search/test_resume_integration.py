@@ -1,0 +1,101 @@
+"""Driver lost mid-search: ``vaesearch run`` is SIGKILLed after some trials; ``vaesearch resume``
+finishes the search with real Ray Tune, real Optuna and a real MLflow SQLite store."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+from mlflow.tracking import MlflowClient
+
+from search.cli import main
+from search.experiment import RECORD_FILE, ExperimentRecord
+from tests.search.helpers import assert_one_child_per_trial, small_search, trial_states
+
+pytestmark = pytest.mark.integration
+
+TRIALS, EPOCHS = 6, 12
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _finished_children(uri: str) -> list:
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("itest")
+    if experiment is None:
+        return []
+    return client.search_runs([experiment.experiment_id], filter_string="tags.`vaesearch.role` = 'trial' AND attributes.status = 'FINISHED'")
+
+
+def _kill_after_some_trials(cmd: list[str], uri: str, cwd: Path) -> None:
+    """Run the driver in its own process group and SIGKILL the group once 2 trials finished."""
+    proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while len(_finished_children(uri)) < 2:
+            assert proc.poll() is None, f"the search ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+            assert time.monotonic() < deadline, "no trial finished within 240 s"
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def test_killed_driver_is_resumed(tmp_path: Path, ray_local, capsys: pytest.CaptureFixture[str]) -> None:
+    data = small_search(tmp_path, num_samples=TRIALS, max_concurrent=2)
+    data["train"]["epochs"] = EPOCHS
+    config_file = tmp_path / "search.yaml"
+    config_file.write_text(yaml.safe_dump(data))
+    uri = data["tracking"]["uri"]
+
+    _kill_after_some_trials([sys.executable, "-m", "search.cli", "run", str(config_file), "--verbose", "0"], uri, tmp_path)
+    finished_before = {r.data.tags["vaesearch.trial_id"] for r in _finished_children(uri)}
+    assert 2 <= len(finished_before) < TRIALS
+
+    experiments = [p for p in (tmp_path / "ray_results").iterdir() if (p / RECORD_FILE).is_file()]
+    assert len(experiments) == 1
+    path = experiments[0]
+    record = ExperimentRecord.read(str(path))
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(record.parent_run_id).info.status == "RUNNING"  # the driver died with it open
+    lines_before = {t: _result_lines(path, t) for t in finished_before}
+
+    assert main(["resume", str(path), "--verbose", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed" in out and record.parent_run_id in out
+
+    # every trial of the search ended TERMINATED, none twice, finished ones were not rerun
+    states = trial_states(path)
+    assert len(states) == TRIALS and {status for status, _ in states.values()} == {"TERMINATED"}
+    assert {t: _result_lines(path, t) for t in finished_before} == lines_before
+    # the same parent run, finished; exactly one child per trial, every epoch logged once
+    parent = client.get_run(record.parent_run_id)
+    assert parent.info.status == "FINISHED" and "best/val/nelbo" in parent.data.metrics
+    assert len(client.search_runs([record.experiment_id], filter_string="tags.`vaesearch.role` = 'search'")) == 1
+    assert_one_child_per_trial(uri, record.parent_run_id, set(states), EPOCHS)
+
+
+def test_resume_refuses_what_it_cannot_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["resume", str(tmp_path / "nowhere")]) == 2
+    assert "not a vaesearch experiment directory" in capsys.readouterr().err
+    ExperimentRecord(config={}, yaml_text=None, tracking_uri="sqlite:///x.db", experiment_id="1", parent_run_id="r",
+                     role="bandit-allocation").write(str(tmp_path / "bandit"))
+    assert main(["resume", str(tmp_path / "bandit")]) == 2
+    assert "continues searches started with `vaesearch run`" in capsys.readouterr().err
+
+
+def _result_lines(path: Path, trial_id: str) -> int:
+    [trial_dir] = [p for p in path.iterdir() if p.is_dir() and f"_{trial_id}_" in p.name]
+    return len((trial_dir / "result.json").read_text().splitlines())
