@@ -116,6 +116,11 @@ def make_scheduler(config: Config) -> TrialScheduler:
     return FIFOScheduler()
 
 
+def search_columns(config: Config) -> list[str]:
+    """The progress table's parameter columns: the searched ones (a missing key fails Tune's table)."""
+    return [c for c in SEARCH_COLUMNS if getattr(config.search.space, c)]
+
+
 def storage_path(path: str) -> str:
     return path if "://" in path else str(Path(path).expanduser().resolve())
 
@@ -123,9 +128,6 @@ def storage_path(path: str) -> str:
 def reporter(parameter_columns: list[str], metric_columns: dict[str, str] | None = None) -> CLIReporter:
     # The classic table reporter; the new output engine ignores custom columns.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # A checkpoint every epoch forces an experiment snapshot each time; with short epochs Tune
-    # warns about it on every report. The snapshots are what resume needs, so keep them, quietly.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     return CLIReporter(
         metric_columns=metric_columns or {"epoch": "epoch", "val/nelbo": "nelbo", "val/rate": "rate", "val/distortion": "distortion"},
         parameter_columns=parameter_columns, sort_by_metric=True, max_report_frequency=15,
@@ -183,7 +185,14 @@ def attach_tracking(uri: str, experiment_id: str, parent_run_id: str) -> Tracker
 
 def ensure_ray(address: str | None, verbose: int) -> None:
     """Join the cluster at ``address`` (or start Ray on this machine) unless already connected."""
-    if not ray.is_initialized():
+    # A checkpoint every epoch forces an experiment snapshot each time; with short epochs Tune
+    # warns about it on every report. The snapshots are what resume needs, so keep them, quietly.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if ray.is_initialized():
+        return
+    if address is None:  # Ray on this machine only: advertise (and bind what Ray lets us bind to) loopback
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=verbose > 1)
+    else:
         ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 1)
 
 
@@ -234,7 +243,7 @@ def _new_tuner(config: Config, callback: MlflowTrialCallback, experiment_name: s
             name=experiment_name, storage_path=storage_path(config.resources.storage_path), callbacks=[callback],
             failure_config=FailureConfig(max_failures=config.resources.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
-            progress_reporter=reporter(SEARCH_COLUMNS) if verbose else None, verbose=verbose,
+            progress_reporter=reporter(search_columns(config)) if verbose else None, verbose=verbose,
         ),
     )
 

@@ -130,3 +130,4 @@ def test_searcher_pickles_for_experiment_checkpoints() -> None:
     searcher.suggest("t0")
     clone = pickle.loads(pickle.dumps(searcher))
     assert clone.suggest("t1") is not None
+

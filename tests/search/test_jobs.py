@@ -1,0 +1,210 @@
+"""search.jobs without a cluster: address and token handling, the job's entrypoint, error messages.
+
+The Jobs API client is exercised against a stub HTTP server on 127.0.0.1 that answers the two
+requests a client makes before a job exists (version check, job lookup) and records the headers;
+the real cluster is in test_cluster_submit.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import requests
+import yaml
+from ray.exceptions import AuthenticationError
+
+from search import jobs
+from search.cli import build_parser, main
+from search.config import load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- address ----------------------------------------------------------------------------------------
+
+
+def test_address_flag_wins_over_the_environment() -> None:
+    env = {"RAY_API_SERVER_ADDRESS": "http://api:8265", "RAY_ADDRESS": "http://ray:8265"}
+    assert jobs.resolve_address("http://cli:8265/", env) == "http://cli:8265"
+    assert jobs.resolve_address(None, env) == "http://api:8265"
+    assert jobs.resolve_address(None, {"RAY_ADDRESS": "https://ray:443"}) == "https://ray:443"
+    assert jobs.resolve_address(None, {"RAY_ADDRESS": ""}) == jobs.DEFAULT_ADDRESS == "http://127.0.0.1:8265"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:6379", "auto", "ray://head:10001"])
+def test_a_non_http_address_is_refused_with_an_example(address: str) -> None:
+    with pytest.raises(jobs.JobsError, match=rf"dashboard's URL, e\.g\. http://127\.0\.0\.1:8265, got '{address}'"):
+        jobs.resolve_address(None, {"RAY_ADDRESS": address})
+
+
+# --- token ------------------------------------------------------------------------------------------
+
+
+def test_token_file_becomes_a_bearer_header(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("  abc123\n")
+    assert jobs.auth_headers(str(path)) == {"Authorization": "Bearer abc123"}
+    assert jobs.auth_headers(None) == {}
+
+
+def test_missing_or_empty_token_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(jobs.JobsError, match="cannot read the token file .*nope.*No such file"):
+        jobs.read_token(tmp_path / "nope")
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(jobs.JobsError, match="is empty; it must hold the cluster's token"):
+        jobs.read_token(tmp_path / "empty")
+
+
+# --- entrypoint and config checks --------------------------------------------------------------------
+
+
+def test_entrypoint_runs_the_uploaded_config_on_the_cluster() -> None:
+    assert shlex.split(jobs.build_entrypoint("c.yaml")) == [
+        "vaesearch", "run", "c.yaml", "--address", "auto", "--verbose", "1"]
+    uri = "sqlite:////data/my runs/mlflow.db;rm -rf x"
+    argv = shlex.split(jobs.build_entrypoint("my config.yaml", num_samples=3, tracking_uri=uri, verbose=0))
+    assert argv == ["vaesearch", "run", "my config.yaml", "--address", "auto", "--verbose", "0",
+                    "--num-samples", "3", "--tracking-uri", uri]
+
+
+def _config(uri: str, storage: str):
+    return parse_config({"tracking": {"uri": uri}, "resources": {"storage_path": storage}})
+
+
+def test_relative_paths_are_flagged_because_they_land_in_the_jobs_temporary_directory() -> None:
+    warnings = jobs.relative_path_warnings(_config("sqlite:///mlflow.db", "./ray_results"), None)
+    assert len(warnings) == 2
+    assert "tracking uri 'sqlite:///mlflow.db' is relative" in warnings[0]
+    assert "resources.storage_path './ray_results' is relative" in warnings[1]
+    assert jobs.relative_path_warnings(_config("sqlite:////abs/mlflow.db", "/shared/results"), None) == []
+    assert jobs.relative_path_warnings(_config("http://mlflow:5000", "s3://bucket/results"), None) == []
+    # --tracking-uri replaces the config's uri, so it is the one checked
+    assert jobs.relative_path_warnings(_config("sqlite:///mlflow.db", "/r"), "http://127.0.0.1:5000") == []
+    assert jobs.relative_path_warnings(_config("http://x:5000", "/r"), "mlruns")[0].startswith("tracking uri 'mlruns'")
+
+
+def test_shipped_cluster_config_is_valid_and_cluster_ready() -> None:
+    config = load_config(ROOT / "configs" / "cluster.yaml")
+    assert jobs.relative_path_warnings(config, None) == []
+
+
+# --- error translation ----------------------------------------------------------------------------------
+
+
+def test_missing_token_names_the_flag_and_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in jobs.TOKEN_ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    exc = AuthenticationError("Authentication required: Unauthorized: Missing authentication token")
+    message = str(jobs.explain(exc, "http://h:8265"))
+    assert message.startswith("the Ray cluster at http://h:8265 requires an authentication token and none was sent:")
+    for name in ("--token-file", "RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN=", "RAY_AUTH_TOKEN_PATH="):
+        assert name in message
+    assert "only when RAY_AUTH_MODE=token" not in message
+
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "abc")   # a token in the env is ignored by Ray without the mode
+    assert "Ray sends it only when RAY_AUTH_MODE=token" in str(jobs.explain(exc, "http://h:8265"))
+
+
+def test_wrong_token_is_told_apart_from_a_missing_one() -> None:
+    exc = AuthenticationError("Authentication failed: Forbidden: Invalid authentication token")
+    message = str(jobs.explain(exc, "http://h:8265"))
+    assert "rejected the authentication token" in message and "--token-file" in message
+
+
+@pytest.mark.parametrize("exc", [ConnectionError("Failed to connect"), requests.exceptions.ConnectionError("refused")])
+def test_nothing_listening_says_how_to_start_or_point_at_the_head(exc: Exception) -> None:
+    message = str(jobs.explain(exc, "http://h:8265"))
+    assert message.startswith("nothing answers at http://h:8265")
+    assert "ray start --head" in message and "--address" in message
+
+
+def test_unknown_job_only_when_a_job_was_asked_for() -> None:
+    exc = RuntimeError("Request failed with status code 404: Job raysubmit_x does not exist.")
+    assert str(jobs.explain(exc, "http://h:8265", "raysubmit_x")).startswith(
+        "no job 'raysubmit_x' on the Ray cluster at http://h:8265")
+    assert jobs.explain(exc, "http://h:8265") is None
+    assert jobs.explain(RuntimeError("Request failed with status code 500: boom"), "http://h:8265", "j") is None
+
+
+# --- the CLI --------------------------------------------------------------------------------------------
+
+
+def test_job_commands_are_registered_with_defaults() -> None:
+    args = build_parser().parse_args(["submit", "c.yaml"])
+    assert (args.config, args.address, args.token_file, args.num_samples, args.no_wait) == ("c.yaml", None, None, None, False)
+    args = build_parser().parse_args(["stop", "raysubmit_1", "--address", "http://h:1", "--token-file", "t"])
+    assert (args.job_id, args.address, args.token_file) == ("raysubmit_1", "http://h:1", "t")
+    assert build_parser().parse_args(["status", "raysubmit_1"]).job_id == "raysubmit_1"
+
+
+def test_bad_config_never_reaches_the_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    def no_cluster(*_: object) -> None:
+        raise AssertionError("connected to the cluster with an invalid config")
+
+    monkeypatch.setattr(jobs, "connect", no_cluster)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"model": {"decoder": "nope"}}))
+    assert main(["submit", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "model.decoder" in err and "nope" in err
+    assert main(["submit", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+class _StubDashboard(BaseHTTPRequestHandler):
+    """Answers like a Ray 2.60 dashboard: the version, and 404 for every job."""
+
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+
+    def do_GET(self) -> None:  # http.server calls it by this name
+        type(self).seen.append((self.path, self.headers.get("Authorization")))
+        if self.path == "/api/version":
+            body, status = json.dumps({"version": "4", "ray_version": "2.60.0", "ray_commit": "x", "session_name": "s"}), 200
+        else:
+            body, status = f"Job {self.path.rsplit('/', 1)[-1]} does not exist.", 404
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def stub_dashboard() -> Iterator[str]:
+    _StubDashboard.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StubDashboard)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_address_flag_and_token_file_reach_the_server(stub_dashboard: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # Ray's client lets RAY_ADDRESS override its address argument; --address must win anyway.
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:1")
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    assert main(["status", "raysubmit_gone", "--address", stub_dashboard, "--token-file", str(token)]) == 2
+    assert "no job 'raysubmit_gone' on the Ray cluster at " + stub_dashboard in capsys.readouterr().err
+    assert ("/api/jobs/raysubmit_gone", "Bearer s3cret") in _StubDashboard.seen
+    assert {auth for _, auth in _StubDashboard.seen} == {"Bearer s3cret"}
+    assert os.environ["RAY_ADDRESS"] == "http://127.0.0.1:1"   # restored after the client was built
+
+
+def test_nothing_listening_is_exit_2_with_the_fix(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:1")    # the default comes from the environment
+    assert main(["stop", "raysubmit_1"]) == 2
+    assert "error: nothing answers at http://127.0.0.1:1: start the head node" in capsys.readouterr().err
