@@ -198,10 +198,13 @@ class BanditAllocationScheduler(TrialScheduler):
             self._stop_finished_arms(tune_controller, current=trial)
             return TrialScheduler.STOP
         self._next_arm = self.policy.select()
-        if self._next_arm == arm and len(ledger.trials.get(arm, [])) == 1:
+        if self._next_arm == arm and len(ledger.trials.get(arm, [])) == 1 and ledger.in_flight() <= self.max_concurrent:
             # The policy wants this arm again: keep it running rather than pause and resume it.
             self._next_arm = None
             return TrialScheduler.CONTINUE
+        # (Tune starts trials that are still PENDING whenever resources are free, whatever
+        # choose_trial_to_run says; pausing at the end of every pull brings the arms in flight
+        # back to max_concurrent after the first pulls.)
         return TrialScheduler.PAUSE
 
     def _stop_finished_arms(self, tune_controller: TuneController, current: Trial | None = None) -> None:
