@@ -161,10 +161,20 @@ def connect_tracking(uri: str, experiment: str) -> Tracker:
         _check_reachable(uri)
         return Tracker(uri, experiment)
     except (MlflowException, OSError, ConnectionError) as exc:
+        if _refused_credentials(exc):
+            raise TrackingUnavailableError(
+                f"the MLflow tracking server at {uri!r} refused the credentials ({exc}). Set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account of that server; no trial was started."
+            ) from None
         raise TrackingUnavailableError(
             f"cannot reach the MLflow tracking store at {uri!r}: {exc}. Start the server (mlflow server "
             "--host 127.0.0.1 ...) or pass another --tracking-uri; no trial was started."
         ) from None
+
+
+def _refused_credentials(exc: Exception) -> bool:
+    text = str(exc)
+    return any(code in text for code in (" 401", " 403", "Unauthorized", "UNAUTHENTICATED", "PERMISSION_DENIED"))
 
 
 def attach_tracking(uri: str, experiment_id: str, parent_run_id: str) -> Tracker:
