@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import contextmanager
 import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlparse
 
 import ray
@@ -262,14 +263,22 @@ def fit_and_summarize(config: Config, tracker: Tracker, callback: MlflowTrialCal
                       make_tuner: Callable[[], Tuner]) -> SearchSummary:
     """Fit the tuner (a new or a restored one), then summarise; the parent run ends FINISHED
     only when that worked (a killed driver leaves it RUNNING, for ``vaesearch resume``)."""
-    status = "FAILED"
-    try:
+    with parent_run(tracker):
         results = make_tuner().fit()
         summary = _summarize(config, tracker, results, path)
         callback.flush(force=True)
         summary.tracking_gap = len(callback.backlog)
+    return summary
+
+
+@contextmanager
+def parent_run(tracker: Tracker) -> Iterator[None]:
+    """The parent run ends FINISHED when the block does, FAILED when it raises; a tracking
+    server that is down by then is logged, not raised over what the block computed."""
+    status = "FAILED"
+    try:
+        yield
         status = "FINISHED"
-        return summary
     finally:
         try:
             tracker.finish_parent(status)

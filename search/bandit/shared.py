@@ -18,7 +18,7 @@ from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tun
 
 from search import plots
 from search.config import Config
-from search.run import ensure_ray, reporter, start_experiment, storage_path
+from search.run import ensure_ray, parent_run, reporter, start_experiment, storage_path
 from search.callback import MlflowTrialCallback
 from search.tracking import Tracker
 from trainables.shared_encoder_trainable import train_shared_encoder
@@ -80,14 +80,10 @@ def run_shared_encoder(config: Config, *, yaml_text: str | None = None, address:
                        tracking_uri: str | None = None, verbose: int = 1) -> SharedEncoderSummary:
     tracker, name = start_experiment(config, yaml_text, tracking_uri, role="bandit-shared-encoder")
     ensure_ray(address or config.resources.address, verbose)
-    status = "FAILED"
-    try:
+    with parent_run(tracker):
         summary = _run(config, tracker, name, verbose)
         _log_summary(tracker, summary, config.bandit.arms)
-        status = "FINISHED"
-        return summary
-    finally:
-        tracker.finish_parent(status)
+    return summary
 
 
 def _run(config: Config, tracker: Tracker, name: str, verbose: int) -> SharedEncoderSummary:

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-import ray
 
 from benchmarks.record_table import main
 from benchmarks.table import METRICS, Point, Table
@@ -14,14 +13,6 @@ pytestmark = pytest.mark.integration
 
 TINY = ["--decoders", "mlp_small", "mlp_large", "--betas", "0.5", "2", "--latents", "4", "--schedules", "constant",
         "--seeds", "0", "--epochs", "2", "--max-train", "200", "--width", "0.0625", "--concurrent", "2"]
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    # One Ray for both sessions (the recorder uses a running Ray and starts its own otherwise).
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_records_a_tiny_grid_in_parts_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str], ray_local) -> None:

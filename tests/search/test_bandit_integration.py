@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-import ray
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -17,13 +16,6 @@ from search.tracking import PARENT_TAG
 pytestmark = pytest.mark.integration
 
 ARMS = ["mlp_small", "deconv_2x2"]
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _base(tmp_path: Path, bandit: dict | None = None, search: dict | None = None) -> dict:

@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import ray
 from ray import tune
 
 from search.bandit.scheduler import BanditAllocationScheduler
@@ -45,13 +44,6 @@ class Epochs(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
         self.seen.setdefault(trial.config["decoder"], []).append((result["epoch"], result["resumed_from"]))
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _run(tmp_path: Path, policy_name: str, budget: int, **params):

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -21,13 +20,6 @@ from tests.search.helpers import assert_one_child_per_trial, small_search, trial
 pytestmark = pytest.mark.integration
 
 TRIALS, EPOCHS = 6, 12
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _finished_children(uri: str) -> list:

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import ray
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
@@ -18,13 +17,6 @@ from tests.search.helpers import EPOCHS, small_search
 
 pytestmark = pytest.mark.integration
 
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _children(client: MlflowClient, summary) -> list:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 
 from search.cli import main
 from search.config import parse_config
@@ -20,13 +19,6 @@ from tests.search.mlflow_server import MlflowServer
 pytestmark = pytest.mark.integration
 
 TRIALS, EPOCHS = 2, 8
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _config(tmp_path: Path, uri: str) -> dict:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import ray
 import requests
 import torch
 from mlflow.tracking import MlflowClient
@@ -41,13 +40,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield uri
     except ServerError as exc:
         pytest.fail(str(exc))
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture

@@ -255,14 +255,6 @@ _REPORTED_KEYS = {
 # ----------------------------------------------------------------------------- Ray Tune
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.integration
 def test_trainable_runs_a_policy_grid_in_ray_tune(tmp_path: Path, ray_local) -> None:
     from ray import tune

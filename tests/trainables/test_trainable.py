@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
@@ -42,13 +41,6 @@ class Epochs(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
         self.seen.setdefault(trial.trial_id, []).append(result["epoch"])
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_paused_trials_resume_from_their_checkpoint(tmp_path: Path, ray_local) -> None:
