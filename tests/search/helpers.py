@@ -53,7 +53,9 @@ def trial_states(experiment: Path) -> dict[str, tuple[str, int]]:
     """trial id -> (status, failures survived), from Tune's newest experiment state file."""
     import json
 
-    newest = max(experiment.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    # The newest by the timestamp in its name, as Tune picks it (mtimes are all touched by the
+    # final sync to storage).
+    newest = max(experiment.glob("experiment_state-*.json"), key=lambda p: p.name)
     out = {}
     for trial_json, metadata_json in json.loads(newest.read_text())["trial_data"]:
         trial, metadata = json.loads(trial_json), json.loads(metadata_json)
