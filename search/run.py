@@ -249,6 +249,8 @@ def _new_tuner(config: Config, callback: MlflowTrialCallback, experiment_name: s
         tune_config=TuneConfig(
             metric=config.search.metric, mode=config.search.mode, search_alg=make_searcher(config),
             scheduler=make_scheduler(config), num_samples=config.search.num_samples,
+            # A finished trial's process runs the next trial (no new worker, no torch import):
+            reuse_actors=True,
         ),
         run_config=RunConfig(
             name=experiment_name, storage_path=storage_path(config.resources.storage_path), callbacks=[callback],

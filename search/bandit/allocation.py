@@ -100,7 +100,7 @@ def _run(config: Config, tracker: Tracker, name: str, verbose: int) -> Allocatio
         tune.with_resources(tune.with_parameters(train_vae, base=base), resources),
         param_space={"decoder": tune.grid_search(arms),
                      "seed": tune.grid_search([config.seed + i for i in range(alloc.seeds_per_arm)])},
-        tune_config=TuneConfig(scheduler=scheduler, metric=alloc.reward, mode="min"),
+        tune_config=TuneConfig(scheduler=scheduler, metric=alloc.reward, mode="min", reuse_actors=True),
         run_config=RunConfig(
             name=name, storage_path=storage, callbacks=[callback],
             failure_config=FailureConfig(max_failures=config.resources.max_failures),

@@ -94,7 +94,8 @@ def _run(config: Config, tracker: Tracker, name: str, verbose: int) -> SharedEnc
         tune.with_resources(tune.with_parameters(train_shared_encoder, base=shared_base(config)), resources),
         param_space={"dataset": tune.grid_search(se.datasets), "policy": tune.grid_search(se.policies),
                      "seed": tune.grid_search(se.seeds)},
-        tune_config=TuneConfig(max_concurrent_trials=se.max_concurrent, metric="regret/cumulative", mode="min"),
+        tune_config=TuneConfig(max_concurrent_trials=se.max_concurrent, metric="regret/cumulative", mode="min",
+                               reuse_actors=True),
         run_config=RunConfig(
             name=name, storage_path=storage, callbacks=[MlflowTrialCallback(tracker, log_images=config.tracking.log_images, retry_after_s=config.tracking.retry_s)],
             failure_config=FailureConfig(max_failures=config.resources.max_failures),
