@@ -7,7 +7,9 @@ result stays in Tune's storage, and the backlog is written when the server answe
 still queued at the end is reported as a gap (``vaesearch sync`` fills it from Tune's storage).
 
 Epochs are logged at most once per child run: a trial restarted from its checkpoint (lost node,
-resumed driver) reports epochs again, and steps at or below the last one logged are skipped.
+resumed driver) reports epochs again, and steps at or below the last one logged are skipped; after
+a failed request (which the server may have written, its answer lost) the run is asked again for
+its last step before the queue is written.
 
 The callback is pickled into Tune's experiment state (``tuner.pkl``); it pickles only where its
 parent run lives, so a restored experiment (``vaesearch resume``) logs into the same parent run,
@@ -66,6 +68,7 @@ class MlflowTrialCallback(Callback):
         self._failing_since: float | None = None
         self._last_try = 0.0
         self._scratch: str | None = None            # image copies of queued events
+        self._unsure: set[str] = set()              # runs whose last step must be asked again
 
     # --- pickling into Tune's experiment state -----------------------------------------------
     def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
@@ -126,6 +129,9 @@ class MlflowTrialCallback(Callback):
             try:
                 self._apply(event)
             except TRACKING_ERRORS as exc:
+                # A request cut mid-way may have been written all the same (its answer lost): before
+                # an epoch goes again, ask the run what it already holds (see _apply).
+                self._unsure.update(self.run_ids.values())
                 self._last_try = time.monotonic()
                 if self._failing_since is None:
                     self._failing_since = self._last_try
@@ -145,6 +151,9 @@ class MlflowTrialCallback(Callback):
         run_id = self._run_id(event)
         client = self.tracker.client
         if event.kind == "epoch":
+            if run_id in self._unsure:
+                self.last_step[run_id] = max(self.last_step.get(run_id, -1), self.tracker.last_step(run_id))
+                self._unsure.discard(run_id)
             if event.step > self.last_step.get(run_id, -1):
                 self.tracker.log_epoch(run_id, event.metrics, event.step)
                 self.last_step[run_id] = event.step

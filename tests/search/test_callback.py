@@ -52,7 +52,8 @@ class _FakeTracker:
         return f"run-{trial_id}", trial_id not in self.existing
 
     def last_step(self, run_id: str) -> int:
-        return self.existing[run_id.removeprefix("run-")]
+        logged = [c[2] for c in self.calls if c[0] == "epoch" and c[1] == run_id]
+        return max([*logged, self.existing.get(run_id.removeprefix("run-"), -1)])
 
     def log_epoch(self, run_id: str, metrics: Any, step: int) -> None:
         self._call("epoch", run_id, step)
@@ -169,3 +170,25 @@ def test_pickling_keeps_only_where_the_parent_run_is_and_a_resuming_driver_adopt
         assert pickle.loads(blob) is resuming
     finally:
         callback_module._ADOPTED.clear()
+
+
+def test_a_request_written_but_unanswered_is_not_written_twice(monkeypatch) -> None:
+    """The connection drops after the server stored epoch 2 but before it answered: the queued
+    epoch 2 must not go again."""
+    monkeypatch.setattr(callback_module.time, "monotonic", lambda: 1000.0)
+    tracker = _FakeTracker()
+    cb = MlflowTrialCallback(tracker, retry_after_s=0.0)  # type: ignore[arg-type]
+    trial = _Trial("a")
+    cb.on_trial_start(0, [], trial)
+    _epoch(cb, trial, 1)
+
+    def stored_then_cut(run_id: str, metrics: Any, step: int) -> None:
+        tracker.calls.append(("epoch", run_id, step))   # stored by the server...
+        raise MlflowException("API request failed: Connection reset by peer")
+
+    monkeypatch.setattr(tracker, "log_epoch", stored_then_cut)
+    _epoch(cb, trial, 2)
+    monkeypatch.undo()
+    monkeypatch.setattr(callback_module.time, "monotonic", lambda: 2000.0)
+    _epoch(cb, trial, 3)
+    assert [c for c in tracker.calls if c[0] == "epoch"] == [("epoch", "run-a", 1), ("epoch", "run-a", 2), ("epoch", "run-a", 3)]

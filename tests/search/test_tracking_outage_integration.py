@@ -1,24 +1,28 @@
-"""The tracking server goes away mid-search (a real ``mlflow server`` process, stopped and
-started again): training goes on, the results wait in the callback's queue and in Tune's
-storage, and MLflow ends up complete: in-search when the server comes back in time, through
-``vaesearch sync`` when it comes back after the search."""
+"""The tracking server goes away mid-search: training goes on, the results wait in the
+callback's queue and in Tune's storage, and MLflow ends up complete — in-search when the server
+answers again before the end (a real ``mlflow server`` behind a TCP gate that is closed and
+opened again), through ``vaesearch sync`` when it is back only after the search (the real server
+process stopped, then started again)."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from search.cli import main
 from search.config import parse_config
 from search.run import run_search
 from tests.search.helpers import assert_one_child_per_trial, small_search, trial_states
-from tests.search.mlflow_server import MlflowServer
+from tests.search.mlflow_server import Gate, MlflowServer
 
 pytestmark = pytest.mark.integration
 
-TRIALS, EPOCHS = 2, 8
+TRIALS, EPOCHS = 2, 15
 
 
 def _config(tmp_path: Path, uri: str) -> dict:
@@ -29,21 +33,37 @@ def _config(tmp_path: Path, uri: str) -> dict:
     return data
 
 
-def _epochs_reported(storage: Path) -> int:
-    return sum(len(f.read_text().splitlines()) for f in storage.glob("*/*/result.json"))
+def _epochs_logged(uri: str) -> int:
+    """Epoch records in MLflow so far (asked of the server directly, not through the gate)."""
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("itest")
+    if experiment is None:
+        return 0
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`vaesearch.role` = 'trial'")
+    return sum(len(client.get_metric_history(r.info.run_id, "val/nelbo")) for r in runs)
 
 
-def _stop_when_training(server: MlflowServer, storage: Path, restart_after_s: float | None) -> threading.Thread:
-    def outage() -> None:
+class _OnMessage(logging.Handler):
+    """Sets an event when a log message contains ``text``."""
+
+    def __init__(self, text: str, event: threading.Event) -> None:
+        super().__init__()
+        self.text, self.event = text, event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+def _when_training(uri: str, action: Callable[[], None]) -> threading.Thread:
+    """Run ``action`` in a thread once MLflow holds the search's first epoch."""
+    def wait_then_act() -> None:
         deadline = time.monotonic() + 120
-        while _epochs_reported(storage) < 2 and time.monotonic() < deadline:
+        while _epochs_logged(uri) < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
-        server.stop()
-        if restart_after_s is not None:
-            time.sleep(restart_after_s)
-            server.start()
+        action()
 
-    thread = threading.Thread(target=outage, daemon=True)
+    thread = threading.Thread(target=wait_then_act, daemon=True)
     thread.start()
     return thread
 
@@ -51,10 +71,24 @@ def _stop_when_training(server: MlflowServer, storage: Path, restart_after_s: fl
 def test_results_queued_during_an_outage_are_written_when_the_server_is_back(
     tmp_path: Path, ray_local, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with MlflowServer(tmp_path) as server:
-        data = _config(tmp_path, server.uri)
-        thread = _stop_when_training(server, tmp_path / "ray_results", restart_after_s=2.0)
-        summary = run_search(parse_config(data), verbose=0)
+    with MlflowServer(tmp_path) as server, Gate(server.port) as gate:
+        data = _config(tmp_path, gate.uri)
+
+        failed = threading.Event()
+        watcher = _OnMessage("failed", failed)
+        logging.getLogger("search.callback").addHandler(watcher)
+
+        def outage() -> None:
+            gate.close()
+            failed.wait(timeout=60)   # the callback met the outage and queues (retrying every retry_s = 1)
+            time.sleep(1.0)
+            gate.open()
+
+        thread = _when_training(server.uri, outage)
+        try:
+            summary = run_search(parse_config(data), verbose=0)
+        finally:
+            logging.getLogger("search.callback").removeHandler(watcher)
         thread.join(timeout=60)
         assert "failed" in caplog.text and "answers again" in caplog.text, "the outage did not happen mid-search"
         assert summary.n_errors == 0 and summary.tracking_gap == 0
@@ -68,7 +102,7 @@ def test_sync_fills_what_an_outage_until_the_end_left_out(
     server = MlflowServer(tmp_path).start()
     try:
         data = _config(tmp_path, server.uri)
-        thread = _stop_when_training(server, tmp_path / "ray_results", restart_after_s=None)
+        thread = _when_training(server.uri, server.stop)
         summary = run_search(parse_config(data), verbose=0)
         thread.join(timeout=60)
         # training went on: every trial finished in Tune although MLflow was gone
