@@ -21,7 +21,6 @@ import os
 import platform
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -221,15 +220,6 @@ def record(out: Path, grid: Grid, settings: dict[str, Any], runs: list[tuple[Poi
     return recorder.written
 
 
-def _stop_on_sigterm() -> None:
-    """``kill PID`` ends a recording like Ctrl-C (a background job ignores SIGINT): Tune stops, the
-    ``finally`` shuts Ray down, and every finished curve is already on disk."""
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n", 2)[2])
@@ -253,7 +243,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-failed", action="store_true", help="record again the curves that failed")
     parser.add_argument("--dry-run", action="store_true", help="print what would be recorded and stop")
     args = parser.parse_args(argv)
-    _stop_on_sigterm()
 
     out: Path = args.out
     grid, settings, meta = resolve(args, out)
