@@ -63,7 +63,6 @@ class MlflowTrialCallback(Callback):
         self.run_ids: dict[str, str] = {}
         self.last_step: dict[str, int] = {}         # run id -> last epoch logged
         self.backlog: deque[_Event] = deque()
-        self.deferred = 0                           # most events that waited at once for the server
         self.epochs_written = 0
         self._failing_since: float | None = None
         self._last_try = 0.0
@@ -117,8 +116,7 @@ class MlflowTrialCallback(Callback):
     # --- the queue -----------------------------------------------------------------------------
     def _submit(self, event: _Event) -> None:
         self.backlog.append(event)
-        if not self.flush():
-            self.deferred = max(self.deferred, len(self.backlog))
+        self.flush()
 
     def flush(self, force: bool = False) -> bool:
         """Write the queued events in order; stop at the first failure. True when none is left."""

@@ -162,20 +162,8 @@ def connect_tracking(uri: str, experiment: str) -> Tracker:
         _check_reachable(uri)
         return Tracker(uri, experiment)
     except (MlflowException, OSError, ConnectionError) as exc:
-        if _refused_credentials(exc):
-            raise TrackingUnavailableError(
-                f"the MLflow tracking server at {uri!r} refused the credentials ({exc}). Set "
-                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account of that server; no trial was started."
-            ) from None
-        raise TrackingUnavailableError(
-            f"cannot reach the MLflow tracking store at {uri!r}: {exc}. Start the server (mlflow server "
-            "--host 127.0.0.1 ...) or pass another --tracking-uri; no trial was started."
-        ) from None
-
-
-def _refused_credentials(exc: Exception) -> bool:
-    text = str(exc)
-    return any(code in text for code in (" 401", " 403", "Unauthorized", "UNAUTHENTICATED", "PERMISSION_DENIED"))
+        raise _unavailable(uri, exc, "the MLflow tracking store", "Start the server (mlflow server --host 127.0.0.1 "
+                           "...) or pass another --tracking-uri; no trial was started.") from None
 
 
 def attach_tracking(uri: str, experiment_id: str, parent_run_id: str) -> Tracker:
@@ -188,10 +176,16 @@ def attach_tracking(uri: str, experiment_id: str, parent_run_id: str) -> Tracker
         tracker.client.get_run(parent_run_id)
         return tracker
     except (MlflowException, OSError, ConnectionError) as exc:
-        raise TrackingUnavailableError(
-            f"cannot reach the MLflow parent run {parent_run_id} at {uri!r}: {exc}. Start the tracking server "
-            "the search used (the run lives there) and try again; nothing was started."
-        ) from None
+        raise _unavailable(uri, exc, f"the MLflow parent run {parent_run_id}", "Start the tracking server the search "
+                           "used (the run lives there) and try again; nothing was started.") from None
+
+
+def _unavailable(uri: str, exc: Exception, what: str, fix: str) -> TrackingUnavailableError:
+    if any(code in str(exc) for code in (" 401", " 403", "Unauthorized", "UNAUTHENTICATED", "PERMISSION_DENIED")):
+        return TrackingUnavailableError(
+            f"the MLflow tracking server at {uri!r} refused the credentials ({exc}). Set MLFLOW_TRACKING_USERNAME "
+            f"and MLFLOW_TRACKING_PASSWORD to an account of that server. {fix}")
+    return TrackingUnavailableError(f"cannot reach {what} at {uri!r}: {exc}. {fix}")
 
 
 def ensure_ray(address: str | None, verbose: int) -> None:
