@@ -331,6 +331,11 @@ class ResourcesConfig(_Strict):
     storage_path: str = "./ray_results"
     max_failures: int = Field(default=1, ge=-1)
     address: str | None = None
+    # Checkpoints kept per trial while a search runs (the last one is kept at the end). None = all:
+    # Tune deletes an old checkpoint before its next experiment snapshot, so with a limit a driver
+    # killed in between leaves a snapshot naming a deleted checkpoint, which `vaesearch resume`
+    # cannot restore that trial from. A limit saves disk on long GPU searches at that (small) risk.
+    checkpoints_to_keep: int | None = Field(default=None, ge=1)
 
     @field_validator("gpu")
     @classmethod

@@ -249,7 +249,7 @@ def _new_tuner(config: Config, callback: MlflowTrialCallback, experiment_name: s
         run_config=RunConfig(
             name=experiment_name, storage_path=storage_path(config.resources.storage_path), callbacks=[callback],
             failure_config=FailureConfig(max_failures=config.resources.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            checkpoint_config=CheckpointConfig(num_to_keep=config.resources.checkpoints_to_keep),
             progress_reporter=reporter(search_columns(config)) if verbose else None, verbose=verbose,
         ),
     )
@@ -262,9 +262,23 @@ def fit_and_summarize(config: Config, tracker: Tracker, callback: MlflowTrialCal
     with parent_run(tracker):
         results = make_tuner().fit()
         summary = _summarize(config, tracker, results, path)
+        prune_checkpoints(results)
         callback.flush(force=True)
         summary.tracking_gap = len(callback.backlog)
     return summary
+
+
+def prune_checkpoints(results: ResultGrid) -> None:
+    """Once the search is over, keep only each trial's last checkpoint (what a restore needs)."""
+    for result in results:
+        if result.checkpoint is None:
+            continue
+        for checkpoint, _ in result.best_checkpoints or []:
+            if checkpoint.path != result.checkpoint.path:
+                try:
+                    checkpoint.filesystem.delete_dir(checkpoint.path)
+                except (OSError, FileNotFoundError) as exc:
+                    log.warning("could not delete the old checkpoint %s: %s", checkpoint.path, exc)
 
 
 @contextmanager

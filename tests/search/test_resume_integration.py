@@ -19,7 +19,7 @@ from tests.search.helpers import assert_one_child_per_trial, small_search, trial
 
 pytestmark = pytest.mark.integration
 
-TRIALS, EPOCHS = 6, 12
+TRIALS, EPOCHS = 6, 40
 
 
 def _terminated(storage: Path) -> set[str]:

@@ -27,6 +27,10 @@ def test_search_records_every_trial_in_mlflow(tmp_path: Path, ray_local) -> None
     config = parse_config(small_search(tmp_path))
     summary = run_search(config, yaml_text=yaml.safe_dump(small_search(tmp_path)), verbose=0)
     assert summary.n_trials == 4 and summary.n_errors == 0
+    # every epoch's checkpoint was kept while the search ran; at the end only each trial's last
+    trial_dirs = list(Path(summary.experiment_path).glob("train_vae_*"))
+    assert len(trial_dirs) == 4
+    assert all([c.name for c in d.glob("checkpoint_*")] == [f"checkpoint_{EPOCHS - 1:06d}"] for d in trial_dirs)
 
     client = MlflowClient(tracking_uri=summary.tracking_uri)
     parent = client.get_run(summary.parent_run_id)
