@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
 from search.config import parse_config
@@ -17,7 +18,7 @@ from tests.search.helpers import assert_one_child_per_trial, small_search, trial
 
 pytestmark = pytest.mark.integration
 
-TRIALS, EPOCHS = 4, 10
+TRIALS, EPOCHS = 4, 30
 
 
 @pytest.fixture
@@ -32,8 +33,14 @@ def cluster():
     cluster.shutdown()
 
 
-def _epochs_reported(storage: Path) -> int:
-    return sum(len(f.read_text().splitlines()) for f in storage.glob("*/*/result.json"))
+def _trials_training(uri: str) -> int:
+    """Trials with an epoch in MLflow (the driver logs each as it comes; Tune's storage lags)."""
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("itest")
+    if experiment is None:
+        return 0
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`vaesearch.role` = 'trial'")
+    return sum(1 for r in runs if "val/nelbo" in r.data.metrics and r.info.status == "RUNNING")
 
 
 def test_lost_node_trials_restart_elsewhere(tmp_path: Path, cluster) -> None:
@@ -41,13 +48,12 @@ def test_lost_node_trials_restart_elsewhere(tmp_path: Path, cluster) -> None:
     data = small_search(tmp_path, num_samples=TRIALS, max_concurrent=2)
     data["train"]["epochs"] = EPOCHS
     data["resources"]["max_failures"] = 2
-    storage = tmp_path / "ray_results"
     removed = threading.Event()
 
     def remove_a_worker_mid_search() -> None:
         deadline = time.monotonic() + 180
-        while _epochs_reported(storage) < 3 and time.monotonic() < deadline:  # both workers busy by then
-            time.sleep(0.2)
+        while _trials_training(data["tracking"]["uri"]) < 2 and time.monotonic() < deadline:  # both workers busy
+            time.sleep(0.1)
         cluster_.remove_node(workers[1])
         removed.set()
 
