@@ -61,3 +61,14 @@ def trial_states(experiment: Path) -> dict[str, tuple[str, int]]:
         trial, metadata = json.loads(trial_json), json.loads(metadata_json)
         out[trial["trial_id"]] = (trial["status"], int(metadata.get("num_failures", 0)))
     return out
+
+
+def trial_runs(uri: str, experiment: str = "itest") -> list:
+    """The trial (child) runs MLflow holds so far: what the driver logged, without Tune's lag."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    return client.search_runs([found.experiment_id], filter_string="tags.`vaesearch.role` = 'trial'")

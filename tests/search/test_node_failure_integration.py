@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import ray
-from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
 from search.config import parse_config
 from search.run import run_search
-from tests.search.helpers import assert_one_child_per_trial, small_search, trial_states
+from tests.search.helpers import assert_one_child_per_trial, small_search, trial_runs, trial_states
 
 pytestmark = pytest.mark.integration
 
@@ -34,13 +33,8 @@ def cluster():
 
 
 def _trials_training(uri: str) -> int:
-    """Trials with an epoch in MLflow (the driver logs each as it comes; Tune's storage lags)."""
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("itest")
-    if experiment is None:
-        return 0
-    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`vaesearch.role` = 'trial'")
-    return sum(1 for r in runs if "val/nelbo" in r.data.metrics and r.info.status == "RUNNING")
+    """Trials running with an epoch in MLflow (the driver logs each at once; Tune's storage lags)."""
+    return sum(1 for r in trial_runs(uri) if "val/nelbo" in r.data.metrics and r.info.status == "RUNNING")
 
 
 def test_lost_node_trials_restart_elsewhere(tmp_path: Path, cluster) -> None:

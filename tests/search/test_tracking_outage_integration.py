@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from search.cli import main
 from search.config import parse_config
 from search.run import run_search
-from tests.search.helpers import assert_one_child_per_trial, small_search, trial_states
+from tests.search.helpers import assert_one_child_per_trial, small_search, trial_runs, trial_states
 from tests.search.mlflow_server import Gate, MlflowServer
 
 pytestmark = pytest.mark.integration
@@ -36,11 +36,7 @@ def _config(tmp_path: Path, uri: str) -> dict:
 def _epochs_logged(uri: str) -> int:
     """Epoch records in MLflow so far (asked of the server directly, not through the gate)."""
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("itest")
-    if experiment is None:
-        return 0
-    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`vaesearch.role` = 'trial'")
-    return sum(len(client.get_metric_history(r.info.run_id, "val/nelbo")) for r in runs)
+    return sum(len(client.get_metric_history(r.info.run_id, "val/nelbo")) for r in trial_runs(uri))
 
 
 class _OnMessage(logging.Handler):
