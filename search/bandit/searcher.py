@@ -7,18 +7,24 @@ latent dimension, learning rate and the KL schedule. Results go back to both.
 
 UCB scores an arm by its *best* value so far, not its running mean: a VAE search's values are
 heavy-tailed (one bad β ruins a trial) and improve as TPE learns, so the mean would punish an arm
-for its early random trials. Each arm has its own study because the good β / latent size depend on
-the decoder; one shared study would blur them. See DESIGN.md, "The decoder bandit".
+for its early random trials. Arms are compared at equal training: every epoch any trial reports
+(running ones included) updates its arm's best value at that epoch, and UCB compares the arms'
+bests at the deepest epoch every reporting arm has reached (:func:`equal_fidelity`). Comparing
+final values instead would mix an early-stopped trial's first-epoch value with another arm's
+20-epoch value, and would leave the bandit blind while the first trials run. Each arm has its own
+study because the good β / latent size depend on the decoder; one shared study would blur them.
+See DESIGN.md, "The decoder bandit".
 """
 from __future__ import annotations
 
 import logging
 import math
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 from ray.tune.result import TRAINING_ITERATION
@@ -58,6 +64,20 @@ def _quality(best: Sequence[float | None], mode: str, worst: float | None) -> li
     return [1.0 if b is None else (highest - sign * b) / (highest - lowest) for b in best]
 
 
+def equal_fidelity(curves: Sequence[Mapping[int, float]]) -> tuple[list[float | None], int | None]:
+    """Each arm's best value at the deepest step (epoch) every arm with a report has reached.
+
+    ``curves[i]`` maps a step to arm ``i``'s best value reported at that step (by any trial).
+    Returns the per-arm values at that step (None for arms with no report) and the step (None
+    when no arm has reported). An arm that reached the step through several trials counts its best.
+    """
+    reached = [max(c) for c in curves if c]
+    if not reached:
+        return [None] * len(curves), None
+    step = min(reached)
+    return [c[step] if c else None for c in curves], step
+
+
 def ucb_arm(
     best: Sequence[float | None],
     trials: Sequence[int],
@@ -65,14 +85,16 @@ def ucb_arm(
     exploration: float,
     *,
     worst: float | None = None,
+    first: Sequence[int] | None = None,
 ) -> int:
     """UCB1 on normalised best-so-far values: the index of the arm to pull next.
 
-    Arms never tried come first, in index order. Otherwise the arm maximising
+    Arms never tried come first, in the order ``first`` (a permutation of the arms; default index order). Otherwise the arm maximising
     ``q_i + exploration * sqrt(2 ln N / n_i)`` wins (ties: lowest index), where ``N = sum(trials)``,
     ``n_i = trials[i]`` and ``q_i = (worst - best_i) / (worst - best_overall)`` for mode "min"
-    (mirrored for "max"). ``worst`` is the worst value told to any arm; left out, it is the worst
-    of the arms' bests. Arms without a told value get ``q = 1``; all values equal give ``q = 0.5``.
+    (mirrored for "max"). ``worst`` is a fixed floor to normalise against; left out, it is the
+    worst of the arms' values (the searcher passes values at equal fidelity, :func:`equal_fidelity`).
+    Arms without a told value get ``q = 1``; all values equal give ``q = 0.5``.
     """
     if len(best) != len(trials) or not best:
         raise ValueError(f"need one best value and one trial count per arm, got {best=}, {trials=}")
@@ -82,8 +104,11 @@ def ucb_arm(
         raise ValueError(f"exploration must be >= 0, got {exploration=}")
     if any(n < 0 for n in trials):
         raise ValueError(f"trial counts must be >= 0, got {trials=}")
-    for i, n in enumerate(trials):
-        if n == 0:
+    order = range(len(trials)) if first is None else first
+    if sorted(order) != list(range(len(trials))):
+        raise ValueError(f"first must be a permutation of the {len(trials)} arm indices, got {first=}")
+    for i in order:
+        if trials[i] == 0:
             return i
     q = _quality(best, mode, worst)
     log_total = math.log(sum(trials))
@@ -125,12 +150,15 @@ class _Arms:
     def __init__(self, names: list[str], seed: int, n_startup_trials: int) -> None:
         self.names = names
         self.seed = seed
+        # Untried arms are tried in a seeded random order: the order of the config's decoder list
+        # says nothing about their quality, and with ASHA the first trials run longest.
+        self.first = [int(i) for i in np.random.default_rng(seed).permutation(len(names))]
         self.n_startup_trials = n_startup_trials
         self.studies: list[optuna.Study] = []  # created once the direction (mode) is known
         self.trials = [0] * len(names)
         self.completed = [0] * len(names)
         self.best: list[float | None] = [None] * len(names)
-        self.worst: float | None = None  # worst value told to any arm, for normalising
+        self.curves: list[dict[int, float]] = [{} for _ in names]  # per arm: step -> best value reported
         self.live: dict[str, _Live] = {}
         self.finished: set[str] = set()
 
@@ -163,10 +191,13 @@ class _Arms:
 
     def record(self, arm: int, value: float, mode: str) -> None:
         better = min if mode == "min" else max
-        worse = max if mode == "min" else min
         self.completed[arm] += 1
         self.best[arm] = value if self.best[arm] is None else better(self.best[arm], value)
-        self.worst = value if self.worst is None else worse(self.worst, value)
+
+    def report(self, arm: int, step: int, value: float, mode: str) -> None:
+        better = min if mode == "min" else max
+        curve = self.curves[arm]
+        curve[step] = value if step not in curve else better(curve[step], value)
 
     def stats(self) -> list[ArmStats]:
         return [
@@ -227,7 +258,8 @@ class BanditTPESearcher(Searcher):
             return dict(self._arms.live[trial_id].config)
         if not self._arms.studies:
             self._arms.create_studies(self._mode)
-        arm = ucb_arm(self._arms.best, self._arms.trials, self._mode, self._exploration, worst=self._arms.worst)
+        values, _ = equal_fidelity(self._arms.curves)
+        arm = ucb_arm(values, self._arms.trials, self._mode, self._exploration, first=self._arms.first)
         return dict(self._arms.start(trial_id, arm, self._define))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -242,6 +274,7 @@ class BanditTPESearcher(Searcher):
         if value is None or step is None:
             return
         entry.trial.report(value, int(step))
+        self._arms.report(entry.arm, int(step), value, self._mode)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         entry = self._arms.finish(trial_id)
@@ -265,6 +298,9 @@ class BanditTPESearcher(Searcher):
         )
         if told.value is not None:
             self._arms.record(entry.arm, told.value, self._mode)
+        step = None if result is None else result.get(TRAINING_ITERATION)
+        if state == TrialState.COMPLETE and step is not None:  # the final result, if never reported
+            self._arms.report(entry.arm, int(step), told.value, self._mode)
 
     def arm_stats(self) -> list[ArmStats]:
         return self._arms.stats()

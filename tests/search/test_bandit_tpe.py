@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
-from search.bandit.searcher import ArmStats, BanditTPESearcher, ucb_arm
+from search.bandit.searcher import ArmStats, BanditTPESearcher, equal_fidelity, ucb_arm
 from search.config import SearchSpace
 
 METRIC = "val/nelbo"
@@ -64,6 +64,23 @@ def test_untried_arms_come_first_in_index_order() -> None:
     assert ucb_arm([1.0, None, None], [3, 0, 0], "min", 1.0) == 1
     # even an arm that looks hopeless is tried once before the rule looks at values
     assert ucb_arm([0.0, 1.0, 2.0], [9, 9, 0], "min", 0.0) == 2
+
+
+def test_untried_arms_follow_the_given_order() -> None:
+    assert ucb_arm([None, None, None], [0, 0, 0], "min", 1.0, first=[2, 0, 1]) == 2
+    assert ucb_arm([None, None, 1.0], [0, 0, 1], "min", 1.0, first=[2, 0, 1]) == 0
+    assert ucb_arm([1.0, None, 1.0], [1, 0, 1], "min", 1.0, first=[2, 0, 1]) == 1
+    with pytest.raises(ValueError, match="permutation"):
+        ucb_arm([None, None], [0, 0], "min", 1.0, first=[0, 0])
+
+
+def test_equal_fidelity_compares_arms_at_the_deepest_common_step() -> None:
+    # arm 0 reached step 20 (value 130 there), arm 1 only step 2, arm 2 nothing yet
+    curves = [{1: 250.0, 2: 200.0, 20: 130.0}, {1: 240.0, 2: 190.0}, {}]
+    assert equal_fidelity(curves) == ([200.0, 190.0, None], 2)
+    # arm 1 is better at equal training, though arm 0's 20-epoch value is lower than anything of arm 1's
+    assert ucb_arm(equal_fidelity(curves)[0][:2], [1, 1], "min", 0.0) == 1
+    assert equal_fidelity([{}, {}]) == ([None, None], None)
 
 
 @pytest.mark.parametrize(("mode", "expected"), [("min", 1), ("max", 2)])
@@ -154,7 +171,12 @@ def test_each_arm_has_its_own_seeded_study() -> None:
     assert _cycle(_searcher(seed=3), "t0") != _cycle(_searcher(seed=4), "t0")
     searcher = _searcher()
     configs = [_cycle(searcher, f"t{i}") for i in range(3)]
-    assert [c["decoder"] for c in configs] == SPACE["decoder"]  # untried arms first, in order
+    first = [c["decoder"] for c in configs]
+    assert sorted(first) == sorted(SPACE["decoder"])  # untried arms first, each once
+    # in a seeded order, not the config's: the list's order says nothing about quality
+    orders = {tuple(c["decoder"] for c in (_cycle(s, f"t{i}") for i in range(3)))
+              for s in (_searcher(seed=k) for k in range(6))}
+    assert len(orders) > 1, orders
     for name, study in searcher.studies.items():
         assert len(study.trials) == 1
         assert "decoder" not in study.trials[0].params  # the bandit, not TPE, picks the decoder
@@ -171,7 +193,8 @@ def test_early_stopped_trial_is_told_complete_with_its_last_value() -> None:
     assert study.trials[-1].state == TrialState.COMPLETE
     assert study.trials[-1].value == 6.5
     assert study.trials[-1].intermediate_values == {1: 9.0, 2: 7.0, 3: 6.5}
-    assert searcher.arm_stats()[0] == ArmStats(arm=config["decoder"], trials=1, completed=1, best=6.5)
+    stats = {s.arm: s for s in searcher.arm_stats()}
+    assert stats[config["decoder"]] == ArmStats(arm=config["decoder"], trials=1, completed=1, best=6.5)
 
 
 def test_error_fails_missing_value_prunes_and_nan_fails() -> None:
@@ -196,10 +219,12 @@ def test_error_fails_missing_value_prunes_and_nan_fails() -> None:
     # PRUNED after an intermediate report: Optuna keeps the last value, and the arm counts it
     assert told["reported"].state == TrialState.PRUNED and told["reported"].value == 4.0
     assert told["nan"].state == TrialState.FAIL and told["inf"].state == TrialState.FAIL
-    assert [configs[i]["decoder"] for i in ("nan", "inf")] == ["mlp_small", "deconv_2x2"]  # q = 1: untold
-    stats = searcher.arm_stats()
-    assert [s.trials for s in stats] == [2, 2, 1]
-    assert [s.completed for s in stats] == [0, 0, 1] and stats[2].best == 4.0
+    # the arms without a value (q = 1) get the next trials: "err"'s and "none"'s, not "reported"'s
+    assert {configs[i]["decoder"] for i in ("nan", "inf")} == {configs[i]["decoder"] for i in ("err", "none")}
+    stats = {s.arm: s for s in searcher.arm_stats()}
+    failed, pruned, reported = (stats[configs[i]["decoder"]] for i in ("err", "none", "reported"))
+    assert (failed.trials, pruned.trials, reported.trials) == (2, 2, 1)
+    assert (failed.completed, pruned.completed, reported.completed) == (0, 0, 1) and reported.best == 4.0
 
 
 def test_concurrency_limiter_caps_trials_in_flight() -> None:
@@ -249,7 +274,7 @@ def test_metric_and_mode_can_come_from_tune() -> None:
         searcher.suggest("t0")
     assert searcher.set_search_properties(METRIC, "min", {"train": {"epochs": 1}}) is True
     assert searcher.metric == METRIC and searcher.mode == "min"
-    assert searcher.suggest("t0")["decoder"] == "mlp_small"
+    assert searcher.suggest("t0")["decoder"] in SPACE["decoder"]
     with pytest.raises(ValueError, match="mode"):
         searcher.set_search_properties(METRIC, "max", {})  # studies already minimise
     # a Tune search space in param_space is not ours to sample: False lets Tune raise its error
@@ -283,3 +308,18 @@ def test_unknown_trial_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixtur
     messages = [r.getMessage() for r in caplog.records]
     assert any("unknown trial nobody" in m for m in messages), messages
     assert any("already finished trial t0" in m for m in messages), messages
+
+
+def test_arms_are_compared_at_equal_training_not_by_their_longest_trial() -> None:
+    """An arm whose trial ran longest (ASHA's first trial) must not win on epochs alone."""
+    searcher = _searcher(exploration=0.0)
+    ids = {}
+    for name in ("a", "b", "c"):
+        ids[name] = searcher.suggest(name)["decoder"]
+    curves = {"a": [300.0, 200.0, 150.0], "b": [250.0, 210.0], "c": [280.0]}  # b is best at every epoch
+    for name, values in curves.items():
+        for step, value in enumerate(values, start=1):
+            searcher.on_trial_result(name, {METRIC: value, "training_iteration": step})
+        searcher.on_trial_complete(name, {METRIC: values[-1], "training_iteration": len(values)})
+    assert {s.arm: s.best for s in searcher.arm_stats()}[ids["a"]] == 150.0  # a's final value is the lowest
+    assert searcher.suggest("next")["decoder"] == ids["b"]  # but at epoch 1 (all arms have it), b leads
