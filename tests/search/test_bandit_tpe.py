@@ -177,7 +177,7 @@ def test_each_arm_has_its_own_seeded_study() -> None:
     orders = {tuple(c["decoder"] for c in (_cycle(s, f"t{i}") for i in range(3)))
               for s in (_searcher(seed=k) for k in range(6))}
     assert len(orders) > 1, orders
-    for name, study in searcher.studies.items():
+    for study in searcher.studies.values():
         assert len(study.trials) == 1
         assert "decoder" not in study.trials[0].params  # the bandit, not TPE, picks the decoder
 
