@@ -8,9 +8,11 @@ An arm is a decoder at one fixed config (β, latent size and schedule of the tab
 arm's trial replays one recorded seed of its decoder, drawn per replay. The trials come from a
 fixed list of configs, standing in for the ``tune.grid_search`` over decoders of a live run.
 
-Reported per policy, over the replays: how often the recommendation (``policy.best_arm()``) is
-the true best decoder (the best mean over seeds of the final −reward metric), the epochs used,
-and that as a fraction of training every arm to the end (uniform).
+Reported per policy and budget (a fraction of training every arm to the end, "uniform"), over
+the replays: how often the recommendation (``policy.best_arm()``) is the true best decoder (the
+best mean over seeds of the final −reward metric), the epochs used, and that as a fraction of
+uniform's. ``all_arm_configs`` makes every (β, latent, schedule) of the grid a problem of its own,
+some with close decoders, instead of the one default config.
 """
 from __future__ import annotations
 
@@ -57,17 +59,23 @@ def arm_points(table: Table, arm_config: Mapping[str, Any] | None = None) -> lis
     return [snap({**config, "decoder": d}, table.grid) for d in table.grid.decoder]
 
 
+def final_means(table: Table, points: Sequence[Point], metric: str) -> list[float]:
+    """Each arm's final ``metric``, the mean over its recorded seeds."""
+    return [statistics.fmean(c.metrics[metric][-1] for c in table.curves[p]) for p in points]
+
+
 def true_best_arm(table: Table, points: Sequence[Point], metric: str) -> int:
     """The arm whose mean final ``metric`` over its recorded seeds is lowest."""
-    finals = [statistics.fmean(c.metrics[metric][-1] for c in table.curves[p]) for p in points]
-    return int(np.argmin(finals))
+    return int(np.argmin(final_means(table, points, metric)))
 
 
 @dataclass
 class PolicyReport:
     policy: str
+    budget_fraction: float        # the policy's budget / uniform allocation's epochs
     replays: int
     p_best: float                 # fraction of replays recommending the true best arm
+    gap_mean: float               # mean final-metric gap of the recommended arm to the true best
     epochs_median: float
     epochs_mean: float
     fraction_of_uniform: float    # median epochs / (arms × epochs per curve)
@@ -91,35 +99,62 @@ def run_policy(table: Table, policy: str, seed: int, *, points: Sequence[Point],
     return bandit.best_arm(), scheduler.ledger.budget_used
 
 
+def all_arm_configs(table: Table) -> list[dict[str, Any]]:
+    """Every (β, latent size, schedule) of the grid: one decoder-choice problem each."""
+    return [{"beta": b, "latent_dim": z, "schedule": s}
+            for b in table.grid.beta for z in table.grid.latent_dim for s in table.grid.schedule]
+
+
 def compare_policies(table: Table, policies: Sequence[str] | None = None, *, seeds: int = 20,
-                     arm_config: Mapping[str, Any] | None = None, budget_epochs: int | None = None,
-                     epochs_per_pull: int = 1, reward_metric: str = "val/distortion") -> dict[str, Any]:
-    points = arm_points(table, arm_config)
-    if len({p.decoder for p in points}) < 2:
+                     arm_configs: Sequence[Mapping[str, Any]] | None = None,
+                     budget_fractions: Sequence[float] = (1.0,), epochs_per_pull: int = 1,
+                     reward_metric: str = "val/distortion") -> dict[str, Any]:
+    """Each policy at each budget (a fraction of uniform allocation's epochs), replayed ``seeds``
+    times on each arm config (default: the one of :data:`DEFAULT_ARM_CONFIG`); P(best) is against
+    each config's own true best decoder."""
+    problems = [arm_points(table, c) for c in (arm_configs or [None])]
+    if len({p.decoder for p in problems[0]}) < 2:
         raise ValueError(f"the decoder bandit needs at least two decoders in the table, got {table.grid.decoder}")
-    budget = budget_epochs or len(points) * table.epochs
-    uniform_cost = len(points) * table.epochs
-    best = true_best_arm(table, points, reward_metric)
+    if not budget_fractions or any(not 0 < f <= 1 for f in budget_fractions):
+        raise ValueError(f"budget fractions must be in (0, 1], got {budget_fractions}")
+    uniform_cost = len(problems[0]) * table.epochs
+    finals = [final_means(table, points, reward_metric) for points in problems]
+    best = [int(np.argmin(f)) for f in finals]
     reports = []
-    for name in policies or available_policies():
-        picks, used = zip(*(run_policy(table, name, s, points=points, budget_epochs=budget,
-                                       epochs_per_pull=epochs_per_pull, reward_metric=reward_metric)
-                            for s in range(seeds)))
-        chosen = {p.decoder: sum(1 for a in picks if a == i) for i, p in enumerate(points)}
-        reports.append(PolicyReport(
-            policy=name, replays=seeds, p_best=sum(1 for a in picks if a == best) / seeds,
-            epochs_median=float(np.median(used)), epochs_mean=float(np.mean(used)),
-            fraction_of_uniform=float(np.median(used)) / uniform_cost, chosen=chosen,
-        ))
-    return {"arms": [asdict(p) for p in points], "true_best": points[best].decoder, "budget_epochs": budget,
+    for fraction in budget_fractions:
+        budget = max(len(problems[0]) * epochs_per_pull, round(fraction * uniform_cost))
+        for name in policies or available_policies():
+            picks, used, gaps, correct = [], [], [], 0
+            for points, best_arm, final in zip(problems, best, finals):
+                for s in range(seeds):
+                    arm, spent = run_policy(table, name, s, points=points, budget_epochs=budget,
+                                            epochs_per_pull=epochs_per_pull, reward_metric=reward_metric)
+                    picks.append(points[arm].decoder)
+                    used.append(spent)
+                    correct += arm == best_arm
+                    gaps.append(final[arm] - final[best_arm])
+            reports.append(PolicyReport(
+                policy=name, budget_fraction=fraction, replays=len(picks), p_best=correct / len(picks),
+                gap_mean=float(np.mean(gaps)),
+                epochs_median=float(np.median(used)), epochs_mean=float(np.mean(used)),
+                fraction_of_uniform=float(np.median(used)) / uniform_cost,
+                chosen={d: picks.count(d) for d in table.grid.decoder},
+            ))
+    winners = [problems[i][b].decoder for i, b in enumerate(best)]
+    return {"arms": [asdict(p) for p in problems[0]] if len(problems) == 1 else None,
+            "configs": len(problems), "true_best": max(set(winners), key=winners.count),
+            "true_best_counts": {d: winners.count(d) for d in table.grid.decoder},
             "uniform_epochs": uniform_cost, "reward_metric": reward_metric, "epochs_per_pull": epochs_per_pull,
-            "policies": [r.to_dict() for r in reports]}
+            "seeds": seeds, "policies": [r.to_dict() for r in reports]}
 
 
 def format_policies(report: Mapping[str, Any]) -> str:
-    lines = [(f"decoder bandit: true best {report['true_best']} (by final {report['reward_metric']}); "
+    where = ("one arm config" if report["configs"] == 1 else
+             f"{report['configs']} arm configs, true best per config {report['true_best_counts']}")
+    lines = [(f"decoder bandit: true best {report['true_best']} (by final {report['reward_metric']}; {where}); "
               f"uniform = {report['uniform_epochs']} epochs"),
-             f"{'policy':<20}{'P(best)':>9}{'epochs (median)':>17}{'x uniform':>11}"]
+             f"{'policy':<20}{'budget':>8}{'P(best)':>9}{'gap':>7}{'epochs (median)':>17}{'x uniform':>11}"]
     for r in report["policies"]:
-        lines.append(f"{r['policy']:<20}{r['p_best']:>9.2f}{r['epochs_median']:>17.0f}{r['fraction_of_uniform']:>11.2f}")
+        lines.append(f"{r['policy']:<20}{r['budget_fraction']:>8.2f}{r['p_best']:>9.2f}{r['gap_mean']:>7.2f}"
+                     f"{r['epochs_median']:>17.0f}{r['fraction_of_uniform']:>11.2f}")
     return "\n".join(lines)

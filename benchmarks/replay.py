@@ -2,7 +2,7 @@
 
     python -m benchmarks.replay --table benchmarks/data/mnist5k-w0.0625 [--methods random optuna ...]
         [--seeds 20] [--workers 4] [--budget-epochs 500] [--threshold 0.05] [--out benchmarks/results/replay]
-        [--bandit] [--policies uniform rising ...]
+        [--bandit] [--policies uniform rising ...] [--bandit-budgets 0.2 0.4 1] [--bandit-configs all]
 
 Nothing is trained: each method's real Searcher/Scheduler classes (:mod:`benchmarks.methods`)
 run in a simulated Tune controller (:mod:`benchmarks.simulator`) with W workers and a clock
@@ -153,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/replay"))
     parser.add_argument("--bandit", action="store_true", help="also compare the decoder-bandit allocation policies")
     parser.add_argument("--policies", nargs="+", help="bandit policies (default: all)")
+    parser.add_argument("--bandit-budgets", nargs="+", type=float, default=[1.0], metavar="FRACTION",
+                        help="bandit budgets, as fractions of uniform allocation's epochs (default: 1.0)")
+    parser.add_argument("--bandit-configs", choices=["default", "all"], default="default",
+                        help="the decoder choice at the default β/latent/schedule, or at every one of the grid's")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
 
@@ -175,9 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         "methods": [r.to_dict() for r in reports],
     }
     if args.bandit:
-        from benchmarks.bandit_replay import compare_policies, format_policies
+        from benchmarks.bandit_replay import all_arm_configs, compare_policies, format_policies
 
-        output["bandit"] = compare_policies(table, args.policies, seeds=args.seeds)
+        configs = all_arm_configs(table) if args.bandit_configs == "all" else None
+        output["bandit"] = compare_policies(table, args.policies, seeds=args.seeds, arm_configs=configs,
+                                            budget_fractions=args.bandit_budgets)
         print(format_policies(output["bandit"]))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "replay.json").write_text(json.dumps(output, indent=1) + "\n")

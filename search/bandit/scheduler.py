@@ -126,6 +126,10 @@ class BanditAllocationScheduler(TrialScheduler):
         self.ledger.add(trial)
 
     def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
+        if self._chosen is trial:
+            # It started. Forget it, or a pause at the end of this pull would make it "chosen"
+            # (waiting again) and run it once more, whatever the policy picks next.
+            self._chosen = None
         if self.reward_metric not in result:
             raise ValueError(f"trial {trial} reported no {self.reward_metric!r}; got keys {sorted(result)}")
         if self.ledger.epoch(trial, float(result[self.reward_metric])) < self.epochs_per_pull:

@@ -3,19 +3,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.bandit_replay import (
     ConfigList,
+    all_arm_configs,
     arm_points,
     compare_policies,
     format_policies,
     run_policy,
     true_best_arm,
 )
+from benchmarks.simulator import replay
 from benchmarks.table import Point, Table
+from search.bandit.scheduler import BanditAllocationScheduler
 from tests.benchmarks.synthetic import EPOCHS, write_table
-from trainables.policies import available_policies
+from trainables.policies import available_policies, build_policy
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +50,17 @@ def test_uniform_trains_every_arm_to_the_end(table: Table) -> None:
 
 def test_every_policy_runs_and_eliminating_ones_save_epochs(table: Table) -> None:
     report = compare_policies(table, seeds=4)
+    assert report["configs"] == 1
     by_name = {r["policy"]: r for r in report["policies"]}
     assert set(by_name) == set(available_policies())
     assert report["true_best"] == "deconv_4x4" and report["uniform_epochs"] == 3 * EPOCHS
     assert by_name["uniform"]["fraction_of_uniform"] == 1.0
     for name in ("successive_halving", "rising"):
-        assert by_name[name]["p_best"] == 1.0
+        assert by_name[name]["p_best"] == 1.0 and by_name[name]["gap_mean"] == 0.0
         assert by_name[name]["epochs_median"] < 3 * EPOCHS
     for r in report["policies"]:
         assert sum(r["chosen"].values()) == 4 and 0.0 <= r["p_best"] <= 1.0
+        assert (r["p_best"] == 1.0) == (r["gap_mean"] == 0.0) and r["gap_mean"] >= 0.0  # a wrong pick costs
     text = format_policies(report)
     assert "successive_halving" in text and "true best deconv_4x4" in text
 
@@ -65,3 +71,34 @@ def test_needs_two_decoders(tmp_path: Path) -> None:
     table = Table.load(write_table(tmp_path, Grid(("mlp_small",), (1.0,), (16,), ("constant",), (0,))))
     with pytest.raises(ValueError, match="at least two decoders"):
         compare_policies(table, seeds=1)
+
+
+def test_budgets_and_every_arm_config(table: Table) -> None:
+    configs = all_arm_configs(table)
+    assert len(configs) == len(table.grid.beta) * len(table.grid.latent_dim) * len(table.grid.schedule)
+    report = compare_policies(table, ["uniform", "successive_halving"], seeds=2, arm_configs=configs,
+                              budget_fractions=(0.4, 1.0))
+    assert report["configs"] == len(configs)
+    assert sum(report["true_best_counts"].values()) == len(configs)
+    rows = {(r["policy"], r["budget_fraction"]): r for r in report["policies"]}
+    assert set(rows) == {(p, f) for p in ("uniform", "successive_halving") for f in (0.4, 1.0)}
+    for (policy, fraction), r in rows.items():
+        assert r["replays"] == 2 * len(configs) and r["gap_mean"] >= 0.0
+        assert r["epochs_median"] <= round(fraction * report["uniform_epochs"])  # a budget is a cap
+    assert rows[("uniform", 0.4)]["epochs_median"] < rows[("uniform", 1.0)]["epochs_median"]
+    assert "0.40" in format_policies(report)
+    with pytest.raises(ValueError, match="budget fractions"):
+        compare_policies(table, ["uniform"], seeds=1, budget_fractions=(1.5,))
+
+
+def test_round_robin_alternates_arms_when_choose_is_asked_only_between_pulls(table: Table) -> None:
+    """With one worker the controller asks the scheduler only when a pull ends; the arm paused
+    at the end of its pull must not be run again because it was the last one chosen."""
+    points = arm_points(table)
+    policy = build_policy("uniform", len(points), budget=2 * len(points), seed=0)
+    scheduler = BanditAllocationScheduler([p.decoder for p in points], policy, epochs_per_pull=1,
+                                          budget_epochs=2 * len(points), reward_metric="val/distortion")
+    replay(table, ConfigList([p.as_config() for p in points]), scheduler, workers=1, metric="val/distortion",
+           max_pending=len(points), budget_epochs=2 * len(points), rng=np.random.default_rng(0))
+    assert [h.arm for h in scheduler.ledger.history] == [0, 1, 2, 0, 1, 2]
+    assert policy.pulls == [2, 2, 2]
