@@ -140,6 +140,20 @@ def format_table(reports: Sequence[MethodReport], threshold: float, budget_epoch
     return "\n".join(lines)
 
 
+BASELINES = ("random", "optuna+asha")
+
+
+def target_ratios(reports: Sequence[MethodReport], baselines: Sequence[str] = BASELINES) -> dict[str, dict[str, float]]:
+    """Each method's median epochs to the threshold as a multiple of each baseline's (the issue's
+    targets: bandit_tpe+asha <= 0.25 x random and <= 0.7 x optuna+asha). Only finite medians."""
+    medians = {r.method: r.median_epochs_to_threshold() for r in reports}
+    return {
+        method: {b: round(m / medians[b], 3) for b in baselines
+                 if b in medians and b != method and math.isfinite(medians[b]) and medians[b] > 0}
+        for method, m in medians.items() if math.isfinite(m) and method not in baselines[:1]
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", required=True, type=Path)
@@ -153,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/replay"))
     parser.add_argument("--bandit", action="store_true", help="also compare the decoder-bandit allocation policies")
     parser.add_argument("--policies", nargs="+", help="bandit policies (default: all)")
+    parser.add_argument("--bandit-seeds", type=int, help="replays per bandit policy, budget and arm config "
+                        "(default: --seeds)")
     parser.add_argument("--bandit-budgets", nargs="+", type=float, default=[1.0], metavar="FRACTION",
                         help="bandit budgets, as fractions of uniform allocation's epochs (default: 1.0)")
     parser.add_argument("--bandit-configs", choices=["default", "all"], default="default",
@@ -173,16 +189,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {method}: {time.perf_counter() - start:.1f} s", flush=True)
     add_bands(reports, budget)
     print(format_table(reports, args.threshold, budget))
+    ratios = target_ratios(reports)
+    for method, against in ratios.items():
+        print(f"  {method}: " + ", ".join(f"{r:.2f} x {base}" for base, r in against.items()))
     output: dict[str, Any] = {
         "table": str(args.table), "y_star": bounds.best, "y_worst": bounds.worst, "budget_epochs": budget,
         "workers": args.workers, "seeds": args.seeds, "threshold": args.threshold, "clock": args.clock,
-        "methods": [r.to_dict() for r in reports],
+        "methods": [r.to_dict() for r in reports], "ratios": ratios,
     }
     if args.bandit:
         from benchmarks.bandit_replay import all_arm_configs, compare_policies, format_policies
 
         configs = all_arm_configs(table) if args.bandit_configs == "all" else None
-        output["bandit"] = compare_policies(table, args.policies, seeds=args.seeds, arm_configs=configs,
+        output["bandit"] = compare_policies(table, args.policies, seeds=args.bandit_seeds or args.seeds, arm_configs=configs,
                                             budget_fractions=args.bandit_budgets)
         print(format_policies(output["bandit"]))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -143,3 +143,13 @@ def test_cli_writes_curves_plot_and_table(tmp_path: Path, capsys: pytest.Capture
     assert (tmp_path / "out" / "regret.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
     assert "epochs to regret<=0.05" in printed and "optuna+asha" in printed and "P(best)" in printed
+
+
+def test_target_ratios_divide_median_epochs_by_each_baseline() -> None:
+    def report(method: str, epochs: list[float]) -> replay_cli.MethodReport:
+        return replay_cli.MethodReport(method=method, runs=[], epochs_to_threshold=epochs)
+
+    ratios = replay_cli.target_ratios([report("random", [300, 400, 500]), report("optuna+asha", [100, 200, 300]),
+                                       report("bandit_tpe+asha", [50, 100, math.inf]),
+                                       report("hyperband", [math.inf, math.inf, 10])])
+    assert ratios == {"optuna+asha": {"random": 0.5}, "bandit_tpe+asha": {"random": 0.25, "optuna+asha": 0.5}}
