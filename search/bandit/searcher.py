@@ -319,6 +319,10 @@ class BanditTPESearcher(Searcher):
         # so the next arm and the next parameters are the ones the saved searcher would have given.
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
-        if state["_arms"].names != self._arms.names:
-            logger.warning("bandit_tpe: restoring arms %s over %s", state["_arms"].names, self._arms.names)
+        arms = state["_arms"]
+        if arms.names != self._arms.names:
+            logger.warning("bandit_tpe: restoring arms %s over %s", arms.names, self._arms.names)
+        if not hasattr(arms, "curves"):  # saved before arms were compared at equal training
+            arms.curves = [{} for _ in arms.names]
+            arms.first = list(range(len(arms.names)))
         self.__dict__.update(state)

@@ -323,3 +323,18 @@ def test_arms_are_compared_at_equal_training_not_by_their_longest_trial() -> Non
         searcher.on_trial_complete(name, {METRIC: values[-1], "training_iteration": len(values)})
     assert {s.arm: s.best for s in searcher.arm_stats()}[ids["a"]] == 150.0  # a's final value is the lowest
     assert searcher.suggest("next")["decoder"] == ids["b"]  # but at epoch 1 (all arms have it), b leads
+
+
+def test_restores_a_state_saved_before_equal_fidelity(tmp_path: Path) -> None:
+    """A searcher checkpoint written by an earlier version (no per-epoch curves) still resumes."""
+    old = _searcher()
+    for i in range(4):
+        _cycle(old, f"t{i}")
+    del old._arms.curves, old._arms.first
+    path = str(tmp_path / "old.pkl")
+    old.save(path)
+    restored = _searcher(seed=5)
+    restored.restore(path)
+    assert restored.arm_stats() == old.arm_stats()
+    _cycle(restored, "t4")  # suggests and learns without error
+    assert sum(s.trials for s in restored.arm_stats()) == 5
