@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast ui bench clean
+.PHONY: setup run test test-fast ui bench replay clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,14 @@ ui: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/trainable_overhead.py
+
+# The searcher and bandit comparison on the recorded learning-curve table (README, "Benchmarks").
+TABLE := benchmarks/data/mnist5k-w0.0625
+replay: $(STAMP)
+	for w in 1 2; do $(BIN)/python -m benchmarks.replay --table $(TABLE) --seeds 100 --workers $$w \
+	  --budget-epochs 1000 --out benchmarks/results/replay-w$$w || exit 1; done
+	$(BIN)/python -m benchmarks.replay --table $(TABLE) --seeds 100 --workers 4 --budget-epochs 1000 \
+	  --bandit --bandit-configs all --bandit-seeds 10 --bandit-budgets 0.2 0.4 0.6 1.0 --out benchmarks/results/replay-w4
 
 clean:
 	rm -rf $(VENV) *.egg-info build
