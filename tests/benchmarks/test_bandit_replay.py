@@ -102,3 +102,14 @@ def test_round_robin_alternates_arms_when_choose_is_asked_only_between_pulls(tab
            max_pending=len(points), budget_epochs=2 * len(points), rng=np.random.default_rng(0))
     assert [h.arm for h in scheduler.ledger.history] == [0, 1, 2, 0, 1, 2]
     assert policy.pulls == [2, 2, 2]
+
+
+def test_on_the_rising_trap_only_rising_and_uniform_find_the_late_winner(table: Table) -> None:
+    """The synthetic table's best decoder starts slow: at 0.3 × uniform's epochs the policies that
+    exploit early rewards commit to the early leader; rising extrapolates, uniform trains all."""
+    report = compare_policies(table, seeds=4, budget_fractions=(0.3,))
+    by_name = {r["policy"]: r for r in report["policies"]}
+    for name in ("rising", "uniform"):
+        assert by_name[name]["p_best"] == 1.0, by_name[name]
+    for name in ("epsilon_greedy", "ucb1", "thompson", "successive_halving"):
+        assert by_name[name]["p_best"] < 0.5 and by_name[name]["gap_mean"] > 5.0, by_name[name]
