@@ -89,12 +89,13 @@ def ucb_arm(
 ) -> int:
     """UCB1 on normalised best-so-far values: the index of the arm to pull next.
 
-    Arms never tried come first, in the order ``first`` (a permutation of the arm indices; default:
-    index order). Otherwise the arm maximising ``q_i + exploration * sqrt(2 ln N / n_i)`` wins
-    (ties: lowest index), where ``N = sum(trials)``, ``n_i = trials[i]`` and ``q_i = (worst - best_i) / (worst - best_overall)`` for mode "min"
-    (mirrored for "max"). ``worst`` is a fixed floor to normalise against; left out, it is the
-    worst of the arms' values (the searcher passes values at equal fidelity, :func:`equal_fidelity`).
-    Arms without a told value get ``q = 1``; all values equal give ``q = 0.5``.
+    Arms never tried come first, in the order ``first`` (a permutation of the arm indices;
+    default: index order). Otherwise the arm maximising ``q_i + exploration * sqrt(2 ln N / n_i)``
+    wins (ties: lowest index), where ``N = sum(trials)``, ``n_i = trials[i]`` and
+    ``q_i = (worst - best_i) / (worst - best_overall)`` for mode "min" (mirrored for "max").
+    ``worst`` is a fixed floor to normalise against; left out, it is the worst of the arms' values
+    (the searcher passes values at equal fidelity, :func:`equal_fidelity`). Arms without a told
+    value get ``q = 1``; all values equal give ``q = 0.5``.
     """
     if len(best) != len(trials) or not best:
         raise ValueError(f"need one best value and one trial count per arm, got {best=}, {trials=}")
