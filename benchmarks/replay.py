@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the decoder choice at the default β/latent/schedule, or at every one of the grid's")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
+    if any(not 0 < f <= 1 for f in args.bandit_budgets):  # checked before hours of replays, not after
+        parser.error(f"--bandit-budgets are fractions of uniform's epochs in (0, 1], got {args.bandit_budgets}")
 
     table = Table.load(args.table)
     budget = args.budget_epochs or 25 * table.epochs

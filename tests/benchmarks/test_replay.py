@@ -153,3 +153,11 @@ def test_target_ratios_divide_median_epochs_by_each_baseline() -> None:
                                        report("bandit_tpe+asha", [50, 100, math.inf]),
                                        report("hyperband", [math.inf, math.inf, 10])])
     assert ratios == {"optuna+asha": {"random": 0.5}, "bandit_tpe+asha": {"random": 0.25, "optuna+asha": 0.5}}
+
+
+def test_cli_refuses_a_bandit_budget_outside_0_1_before_replaying(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        replay_cli.main(["--table", str(tmp_path / "never-read"), "--bandit", "--bandit-budgets", "0.4", "1.5"])
+    assert exit_info.value.code == 2
+    assert "--bandit-budgets" in capsys.readouterr().err
