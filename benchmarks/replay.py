@@ -199,13 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers, "seeds": args.seeds, "threshold": args.threshold, "clock": args.clock,
         "methods": [r.to_dict() for r in reports], "ratios": ratios,
     }
-    if args.bandit:
-        from benchmarks.bandit_replay import all_arm_configs, compare_policies, format_policies
-
-        configs = all_arm_configs(table) if args.bandit_configs == "all" else None
-        output["bandit"] = compare_policies(table, args.policies, seeds=args.bandit_seeds or args.seeds, arm_configs=configs,
-                                            budget_fractions=args.bandit_budgets)
-        print(format_policies(output["bandit"]))
+    # The searchers' results are written before the bandit comparison starts: a failure there
+    # (or an interrupt) keeps them.
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "replay.json").write_text(json.dumps(output, indent=1) + "\n")
     if not args.no_plot:
@@ -213,6 +208,14 @@ def main(argv: list[str] | None = None) -> int:
 
         plot_regret(reports, args.out / "regret.png", threshold=args.threshold,
                     title=f"{args.table.name}: W = {args.workers}, {args.seeds} seeds")
+    if args.bandit:
+        from benchmarks.bandit_replay import all_arm_configs, compare_policies, format_policies
+
+        configs = all_arm_configs(table) if args.bandit_configs == "all" else None
+        output["bandit"] = compare_policies(table, args.policies, seeds=args.bandit_seeds or args.seeds,
+                                            arm_configs=configs, budget_fractions=args.bandit_budgets)
+        print(format_policies(output["bandit"]))
+        (args.out / "replay.json").write_text(json.dumps(output, indent=1) + "\n")
     print(f"wrote {args.out / 'replay.json'}" + ("" if args.no_plot else f" and {args.out / 'regret.png'}"))
     return 0
 
