@@ -166,7 +166,7 @@ def test_cli_refuses_a_bandit_budget_outside_0_1_before_replaying(tmp_path: Path
 def test_searcher_results_are_kept_when_the_bandit_part_fails(tmp_path: Path) -> None:
     from benchmarks.table import Grid as TableGrid
 
-    directory = write_table(tmp_path / "one-decoder", TableGrid(("mlp_small",), (0.5, 2.0), (16,), ("constant",), (0,)))
+    directory = write_table(tmp_path / "one-decoder", TableGrid(("mlp_small",), (1.0, 4.0), (16,), ("constant",), (0,)))
     with pytest.raises(ValueError, match="at least two decoders"):
         replay_cli.main(["--table", str(directory), "--methods", "random", "--seeds", "2", "--workers", "1",
                          "--budget-epochs", "20", "--out", str(tmp_path / "out"), "--bandit", "--no-plot"])
