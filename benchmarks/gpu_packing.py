@@ -139,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.packing) or args.epochs < 3:
         parser.error("--packing values must be >= 1 and --epochs >= 3 (the window starts after every trial's first epoch)")
+    try:
+        config = build_config(args)  # checked before Ray starts: a bad decoder or dataset name fails here
+    except ValueError as exc:
+        parser.error(f"invalid trial settings: {exc}")
 
     import ray
     import torch
@@ -147,11 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     if gpu and not torch.cuda.is_available():
         print("no CUDA device here: run on a GPU machine, or pass --device cpu", file=sys.stderr)
         return 2
-    config = build_config(args)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started = not ray.is_initialized()
     if started:
-        cpus = max(max(args.packing), 1) if not gpu else max(os.cpu_count() or 1, max(args.packing))
+        cpus = max(args.packing) if not gpu else max(os.cpu_count() or 1, max(args.packing))
         ray.init(address="local", num_cpus=cpus, num_gpus=1 if gpu else 0, include_dashboard=False,
                  log_to_driver=False)
     device = torch.cuda.get_device_name(0) if gpu else f"cpu ({os.cpu_count()} cores)"

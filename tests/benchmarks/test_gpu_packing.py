@@ -54,3 +54,11 @@ def test_cuda_without_a_gpu_is_refused_with_the_way_out(capsys: pytest.CaptureFi
         pytest.skip("this machine has a GPU")
     assert gpu_packing.main(["--device", "cuda"]) == 2
     assert "--device cpu" in capsys.readouterr().err
+
+
+def test_bad_decoder_is_refused_before_ray_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_packing.main(["--device", "cpu", "--decoder", "no_such_decoder"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid trial settings" in err and "no_such_decoder" in err
