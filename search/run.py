@@ -277,7 +277,7 @@ def prune_checkpoints(results: ResultGrid) -> None:
             if checkpoint.path != result.checkpoint.path:
                 try:
                     checkpoint.filesystem.delete_dir(checkpoint.path)
-                except (OSError, FileNotFoundError) as exc:
+                except OSError as exc:  # FileNotFoundError included
                     log.warning("could not delete the old checkpoint %s: %s", checkpoint.path, exc)
 
 

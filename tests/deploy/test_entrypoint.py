@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import importlib.util
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from tests.deploy.test_compose import ROOT
+from tests.http_stub import serve
 
 
 def _load(name: str) -> ModuleType:
@@ -92,12 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(_Handler) as url:
+        yield url
 
 
 def test_healthcheck_exit_codes(http_url: str) -> None:

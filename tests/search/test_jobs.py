@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,6 +22,7 @@ from ray.exceptions import AuthenticationError
 from search import jobs
 from search.cli import build_parser, main
 from search.config import load_config, parse_config
+from tests.http_stub import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -181,12 +181,8 @@ class _StubDashboard(BaseHTTPRequestHandler):
 @pytest.fixture
 def stub_dashboard() -> Iterator[str]:
     _StubDashboard.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StubDashboard)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(_StubDashboard) as url:
+        yield url
 
 
 def test_address_flag_and_token_file_reach_the_server(stub_dashboard: str, tmp_path: Path,
