@@ -34,7 +34,7 @@ COPY deploy ./deploy
 # ray[default] (dashboard, Jobs API), mlflow[auth] (basic-auth app), and psycopg 3, the driver
 # SQLAlchemy 2 uses for postgresql:// URIs.
 RUN pip install . "ray[default]" "mlflow[auth]" "psycopg[binary]==3.3.9" \
-    && python -c "import torch, ray, mlflow, flask_wtf, psycopg, search.run; print('torch', torch.__version__, 'ray', ray.__version__, 'mlflow', mlflow.__version__)"
+    && python -c "import torch, ray, mlflow, flask_wtf, psycopg, search.driver; print('torch', torch.__version__, 'ray', ray.__version__, 'mlflow', mlflow.__version__)"
 
 # Non-root. The directories below are the mount points of the compose file's named volumes:
 # a new named volume takes their ownership, so the user can write Tune results and artifacts.

@@ -3,7 +3,7 @@
 An arm is a decoder at one fixed config (β, latent size and schedule of the table nearest to
 ``arm_config``, default β = 1, latent 16, constant schedule). Each replay runs our
 :class:`search.bandit.scheduler.BanditAllocationScheduler` with a policy from
-:mod:`trainables.policies`, built as ``search.bandit.allocation`` builds it (policy budget =
+:mod:`trainables.policies`, built as ``search.modes.allocation`` builds it (policy budget =
 ``budget_epochs // epochs_per_pull`` pulls), in the simulated controller with one worker; every
 arm's trial replays one recorded seed of its decoder, drawn per replay. The trials come from a
 fixed list of configs, standing in for the ``tune.grid_search`` over decoders of a live run.

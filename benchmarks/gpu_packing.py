@@ -4,7 +4,7 @@
         [--dataset mnist5k] [--batch-size 100] [--device cuda|cpu]
 
 For each packing n, one Ray Tune run of n identical trials (seeds differ) of the real trainable
-(``train_vae`` with ``search.run.trial_base``, as a live search runs it), each asking for
+(``train_vae`` with ``search.trial_specs.trial_spec``, as a live search runs it), each asking for
 ``{"gpu": 1/n}`` (so Ray puts all n on the one GPU at once) and one CPU. A driver-side callback
 stamps every epoch's result as it arrives. Printed per n:
 
@@ -90,8 +90,8 @@ def measure(n: int, config: Any, *, gpu: bool, storage: Path) -> Packing:
     """One Tune run of ``n`` concurrent trials (Ray must be running)."""
     from ray import tune
 
-    from search.run import trial_base
-    from trainables.trainable import train_vae
+    from search.trial_specs import trial_spec
+    from trainables.ray_trainables import train_vae
 
     stamps: dict[str, list[tuple[float, float]]] = {}
     errors = 0
@@ -105,7 +105,7 @@ def measure(n: int, config: Any, *, gpu: bool, storage: Path) -> Packing:
             errors += 1
 
     resources = {"cpu": 1, "gpu": 1.0 / n} if gpu else {"cpu": 1}
-    trainable = tune.with_resources(tune.with_parameters(train_vae, base=trial_base(config)), resources)
+    trainable = tune.with_resources(tune.with_parameters(train_vae, spec=trial_spec(config)), resources)
     tune.Tuner(
         trainable,
         param_space={"seed": tune.grid_search(list(range(n)))},

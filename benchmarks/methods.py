@@ -2,7 +2,7 @@
 
 Each method is a searcher (``search.space.make_searcher`` on a ``search.config.Config``: Ray
 Tune's ``OptunaSearch`` with TPE or random sampling, or our ``BanditTPESearcher``, wrapped in
-Tune's ``ConcurrencyLimiter``) and a scheduler (``search.run.make_scheduler``: FIFO or ASHA, or
+Tune's ``ConcurrencyLimiter``) and a scheduler (``search.searchers.make_scheduler``: FIFO or ASHA, or
 Tune's ``HyperBandScheduler``). The search space is the table's: the grid's decoders and
 schedules as categoricals, β log-uniform over the grid's range (snapped back to the grid),
 the latent size an integer log range (snapped likewise); the learning rate and schedule
@@ -84,8 +84,7 @@ def build_config(method: Method, grid: Grid, *, epochs: int, seed: int, workers:
 
 def build(method: Method, config: Any, *, epochs: int, hyperband_eta: float = 3.0) -> tuple[Searcher, TrialScheduler]:
     """Searcher and scheduler, by the live search's own factories."""
-    from search.run import make_scheduler
-    from search.space import make_searcher
+    from search.searchers import make_scheduler, make_searcher
 
     searcher = make_searcher(config)
     scheduler: TrialScheduler

@@ -4,8 +4,8 @@
         [--decoders ...] [--betas ...] [--latents ...] [--schedules ...] [--seeds 0 1]
         [--epochs 20] [--width 0.0625] [--max-train 1000] [--batch-size 50] [--concurrent 2] [--gpu 0]
 
-Every (config, seed) of the grid is one Tune trial of ``trainables.trainable.train_vae`` with
-``base=search.run.trial_base(config)``, exactly as in a live search; the trial's config holds the
+Every (config, seed) of the grid is one Tune trial of ``trainables.ray_trainables.train_vae`` with
+``spec=search.trial_specs.trial_spec(config)``, exactly as in a live search; the trial's config holds the
 searched keys (``decoder``, ``beta``, ``latent_dim``, ``schedule``) and ``seed``. A driver-side
 Tune callback appends each finished trial's curve (every epoch's validation metrics and
 timings) to ``OUT/part-IofN.jsonl``. Resumable: curves already in ``OUT`` are skipped, so a
@@ -182,11 +182,11 @@ def record(out: Path, grid: Grid, settings: dict[str, Any], runs: list[tuple[Poi
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from search.run import trial_base
-    from trainables.trainable import train_vae
+    from search.trial_specs import trial_spec
+    from trainables.ray_trainables import train_vae
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    base = trial_base(build_config(settings))
+    spec = trial_spec(build_config(settings))
     recorder = CurveRecorder(out / f"part-{part[0]}of{part[1]}.jsonl", settings["epochs"], len(runs))
     points = [{**p.as_config(), SEED_AXIS: s} for p, s in runs]
     storage = Path(tempfile.mkdtemp(prefix="lc-table-"))  # Tune's checkpoints: not kept
@@ -196,7 +196,7 @@ def record(out: Path, grid: Grid, settings: dict[str, Any], runs: list[tuple[Poi
         ray.init(address="local", num_cpus=max(concurrent, 1), num_gpus=1 if gpu else 0, include_dashboard=False,
                  log_to_driver=False)
     try:
-        trainable = tune.with_resources(tune.with_parameters(train_vae, base=base), {"cpu": 1, "gpu": gpu})
+        trainable = tune.with_resources(tune.with_parameters(train_vae, spec=spec), {"cpu": 1, "gpu": gpu})
         tune.Tuner(
             trainable,
             # points_to_evaluate fill keys of the param space: every key is given, nothing is sampled.
@@ -259,9 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                "concurrent": args.concurrent, "gpu": args.gpu}
     meta = meta or {"format": FORMAT, "grid": grid.to_dict(), "settings": settings, "epochs": settings["epochs"],
                     "axes": list(AXES), "metrics": list(METRICS), "sessions": []}
-    from search.run import trial_base
+    from dataclasses import asdict
 
-    meta["base"] = _jsonable(trial_base(build_config(settings)))
+    from search.trial_specs import trial_spec
+
+    meta["base"] = _jsonable(asdict(trial_spec(build_config(settings))))
     meta["sessions"].append(session)
     write_meta(out, meta)
     start = time.monotonic()

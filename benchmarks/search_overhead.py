@@ -29,7 +29,7 @@ import ray
 from mlflow.tracking import MlflowClient
 
 from search.config import parse_config
-from search.run import run_search
+from search.driver import run_search
 from search.tracking import PARENT_TAG
 
 

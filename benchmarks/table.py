@@ -47,7 +47,7 @@ class Point:
     schedule: str
 
     def as_config(self) -> dict[str, Any]:
-        """The trial config keys the trainable reads (``trainables.trial.TrialSpec``)."""
+        """The trial config keys the trainable reads (``trainables.spec.TrialSpec``)."""
         return {"decoder": self.decoder, "beta": self.beta, "latent_dim": self.latent_dim, "schedule": self.schedule}
 
 

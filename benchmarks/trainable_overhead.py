@@ -16,7 +16,8 @@ import time
 import torch
 
 from trainables.data import load_dataset
-from trainables.training import LossSchedule, steps_per_epoch, train_epoch
+from trainables.spec import LossSchedule
+from trainables.train_loop import steps_per_epoch, train_epoch
 from trainables.vae import VAEConfig, build_vae
 
 

@@ -32,6 +32,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from requests.exceptions import RequestException
 
+from search.adoption import adopt, adopted
 from search.tracking import IMAGE_FILES, Tracker, error_summary, numeric_metrics
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class MlflowTrialCallback(Callback):
     def adopt_on_restore(self) -> None:
         """Make this instance the one a restored experiment (with the same parent run) unpickles,
         so the driver that resumes holds the callback Tune calls."""
-        _ADOPTED[self.tracker.parent_run_id or ""] = self
+        adopt(_KIND, self.tracker.parent_run_id or "", self)
 
     # --- Tune events ---------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -205,16 +206,15 @@ class MlflowTrialCallback(Callback):
         return str(target) if found else None
 
 
-#: parent run id -> the callback a resuming driver made for it (see adopt_on_restore).
-_ADOPTED: dict[str, MlflowTrialCallback] = {}
+_KIND = "mlflow-callback"
 
 
 def _unpickle(state: dict[str, Any]) -> MlflowTrialCallback:
-    adopted = _ADOPTED.get(state["parent_run_id"] or "")
-    if adopted is not None:
-        return adopted
-    tracker = Tracker.attach(state["uri"], state["experiment_id"], state["parent_run_id"])
-    return MlflowTrialCallback(tracker, log_images=state["log_images"], retry_after_s=state["retry_after_s"])
+    def rebuild() -> MlflowTrialCallback:
+        tracker = Tracker.attach(state["uri"], state["experiment_id"], state["parent_run_id"])
+        return MlflowTrialCallback(tracker, log_images=state["log_images"], retry_after_s=state["retry_after_s"])
+
+    return adopted(_KIND, state["parent_run_id"] or "", rebuild)
 
 
 def _read_error(trial: Trial) -> str:

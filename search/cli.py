@@ -1,4 +1,4 @@
-"""``vaesearch`` command line: parsing only; the work is in search.run / search.config."""
+"""``vaesearch`` command line: parsing only; the work is in search.driver / search.config."""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +19,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from search.run import TrackingUnavailableError, run_search  # heavy imports only when running
+    from search.connect import TrackingUnavailableError  # heavy imports only when running
+    from search.driver import run_search
 
     config = load_config(args.config)
     if args.algorithm is not None:
@@ -35,49 +36,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     print("\n=== vaesearch summary ===")
     print(summary.describe())
-    return 0 if summary.best_config is not None else 1
+    return 0 if summary.ok else 1
 
 
 def _cmd_bandit(args: argparse.Namespace) -> int:
-    from search.run import TrackingUnavailableError
+    from search.connect import TrackingUnavailableError
+    from search.driver import run_bandit
 
     config = load_config(args.config)
-    kwargs = {"yaml_text": Path(args.config).read_text(), "address": args.address,
-              "tracking_uri": args.tracking_uri, "verbose": args.verbose}
     try:
-        if config.bandit.mode == "allocation":
-            from search.bandit.allocation import run_allocation
-
-            summary = run_allocation(config, **kwargs)
-        else:
-            from search.bandit.shared import run_shared_encoder
-
-            summary = run_shared_encoder(config, **kwargs)
+        summary = run_bandit(config, yaml_text=Path(args.config).read_text(), address=args.address,
+                             tracking_uri=args.tracking_uri, verbose=args.verbose)
     except TrackingUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"\n=== vaesearch bandit ({config.bandit.mode}) ===")
     print(summary.describe())
-    return 0
+    return 0 if summary.ok else 1
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from search.resume import resume_search
-    from search.run import TrackingUnavailableError
+    from search.connect import TrackingUnavailableError
+    from search.driver import resume_experiment
 
     try:
-        summary = resume_search(args.experiment, address=args.address, verbose=args.verbose)
+        summary = resume_experiment(args.experiment, address=args.address, verbose=args.verbose)
     except (FileNotFoundError, ValueError, TrackingUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("\n=== vaesearch summary (resumed) ===")
     print(summary.describe())
-    return 0 if summary.best_config is not None else 1
+    return 0 if summary.ok else 1
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from search.resume import sync_experiment
-    from search.run import TrackingUnavailableError
+    from search.connect import TrackingUnavailableError
+    from search.sync import sync_experiment
 
     try:
         report = sync_experiment(args.experiment)
@@ -110,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(bandit)
     bandit.set_defaults(func=_cmd_bandit)
 
-    resume = sub.add_parser("resume", help="finish a search whose driver stopped, from Tune's storage")
+    resume = sub.add_parser("resume", help="finish a search or bandit run whose driver stopped, from Tune's storage")
     resume.add_argument("experiment", help="the experiment directory ('Tune results:' in the summary) or its name under ./ray_results")
     resume.add_argument("--address", default=None, help="Ray cluster address ('auto' on a cluster node); default: local Ray")
     resume.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0 quiet, 1 progress table, 2 + trial logs")

@@ -1,9 +1,10 @@
 """The record a search leaves beside Tune's experiment state, so that it can be resumed.
 
 ``vaesearch.json`` in the experiment directory holds the validated config, the YAML as written,
-and where the MLflow parent run lives. ``vaesearch resume EXPERIMENT`` reads it to rebuild the
-trainable and to log into the same parent run; ``vaesearch sync`` reads it to fill MLflow from
-Tune's storage. JSON (not pickle): a record on a shared volume is data, never code.
+the run mode (its role) and where the MLflow parent run lives; every mode writes it.
+``vaesearch resume EXPERIMENT`` reads it to rebuild the mode's trainable and to log into the
+same parent run; ``vaesearch sync`` reads it to fill MLflow from Tune's storage. JSON (not
+pickle): a record on a shared volume is data, never code.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class ExperimentRecord:
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
-    role: str                     # search | bandit-allocation | bandit-shared-encoder
+    role: str                     # the run mode: a key of search.modes.MODES
 
     def write(self, experiment_path: str) -> None:
         fs, path = _fs(experiment_path)
@@ -48,6 +49,16 @@ class ExperimentRecord:
         with fs.open_input_stream(f"{path}/{RECORD_FILE}") as f:
             data = json.loads(f.read().decode())
         return cls(**data)
+
+
+def resolve_experiment(experiment: str, storage: str = "./ray_results") -> str:
+    """An experiment directory, or a name under ``storage``; absolute (Tune needs that)."""
+    if "://" in experiment:
+        return experiment
+    path = Path(experiment).expanduser()
+    if not path.exists() and not path.is_absolute() and (Path(storage) / experiment).exists():
+        path = Path(storage) / experiment
+    return str(path.resolve())
 
 
 def experiment_path(storage: str, name: str) -> str:

@@ -3,19 +3,18 @@
 Define-by-run is the only way ``OptunaSearch`` supports conditional parameters: the KL schedule
 is a categorical and each schedule's own parameters are suggested only when it is chosen
 (``schedule.<name>.<param>``, so TPE models each schedule's parameters separately).
-``random`` uses the same space with Optuna's RandomSampler, so the comparison is like for like.
+``random`` uses the same space with Optuna's RandomSampler, so the comparison is like for like
+(the searchers themselves are built in ``search/searchers.py``). The names are the trial spec's
+search names (``trainables.spec.SEARCH_NAMES``), so every sampled key lands in the spec.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import optuna
-from ray.tune.search import ConcurrencyLimiter, Searcher
-from ray.tune.search.optuna import OptunaSearch
 
-from search.config import Config, FloatRange, IntRange, SearchSpace
-
-SCHEDULE_PARAM_PREFIX = "schedule."  # matches trainables.trial.SCHEDULE_PARAM_PREFIX
+from search.config import FloatRange, IntRange, SearchSpace
+from trainables.spec import SCHEDULE_KEY, SCHEDULE_PARAM_PREFIX
 
 
 def _suggest(trial: optuna.Trial, name: str, spec: Any) -> tuple[Any, bool]:
@@ -46,9 +45,9 @@ class DefineByRun:
             if not suggested:
                 fixed[key] = value
         if self.space.schedule:
-            name, suggested = _suggest(trial, "schedule", list(self.space.schedule))
+            name, suggested = _suggest(trial, SCHEDULE_KEY, list(self.space.schedule))
             if not suggested:
-                fixed["schedule"] = name
+                fixed[SCHEDULE_KEY] = name
             for param, spec in self.space.schedule[name].items():
                 key = f"{SCHEDULE_PARAM_PREFIX}{name}.{param}"
                 value, suggested = _suggest(trial, key, spec)
@@ -59,26 +58,3 @@ class DefineByRun:
 
 def define_by_run(space: SearchSpace) -> DefineByRun:
     return DefineByRun(space)
-
-
-def make_sampler(config: Config) -> optuna.samplers.BaseSampler:
-    """TPE (seeded; ``n_startup_trials`` random trials first) or random."""
-    if config.search.algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=config.seed)
-    return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=config.search.n_startup_trials)
-
-
-def make_searcher(config: Config) -> Searcher:
-    """Ray Tune searcher for the config, limited to ``max_concurrent`` trials in flight."""
-    search = config.search
-    searcher: Searcher
-    if search.algorithm == "bandit_tpe":
-        # Imported here: search.bandit builds on this module.
-        from search.bandit.searcher import BanditTPESearcher
-
-        searcher = BanditTPESearcher(search.space, metric=search.metric, mode=search.mode, seed=config.seed,
-                                     n_startup_trials=search.n_startup_trials, exploration=search.exploration)
-    else:
-        searcher = OptunaSearch(space=define_by_run(search.space), metric=search.metric, mode=search.mode,
-                                sampler=make_sampler(config))
-    return ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)

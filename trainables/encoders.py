@@ -19,11 +19,13 @@ import math
 import numbers
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from trainables.gaussian import Posterior
+from trainables.registry import Registry
 
 # exp(logvar) appears in the reparameterisation and in the KL; an unbounded linear head
 # can emit logvar ~ 90 early in training (exp overflows float32 to inf -> NaN loss) or
@@ -34,14 +36,6 @@ LOGVAR_MAX = 8.0
 
 MLP_HIDDEN = (512, 256)
 CONV_CHANNELS = (32, 64, 128, 256)
-
-
-@dataclass
-class Posterior:
-    """Parameters of the diagonal-Gaussian posterior q(z|x)."""
-
-    mu: torch.Tensor  # (B, D)
-    logvar: torch.Tensor  # (B, D)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -150,20 +144,19 @@ def _conv_body(shape: tuple[int, int, int], width: float) -> tuple[nn.Module, in
 
 
 _BodyBuilder = Callable[[tuple[int, int, int], float], tuple[nn.Module, int]]
-_ENCODERS: dict[str, _BodyBuilder] = {"mlp": _mlp_body, "conv": _conv_body}
+ENCODERS: Registry[_BodyBuilder] = Registry("encoder", {"mlp": _mlp_body, "conv": _conv_body})
 
 
 def available_encoders() -> list[str]:
-    return list(_ENCODERS)
+    return ENCODERS.names()
 
 
 def build_encoder(
     name: str, shape: tuple[int, int, int], latent_dim: int, width: float = 1.0
 ) -> nn.Module:
     """Build the encoder ``name``; its forward maps x (B, C, H, W) to a ``Posterior``."""
-    if name not in _ENCODERS:
-        raise ValueError(f"unknown encoder {name!r}; valid names: {available_encoders()}")
+    build_body = ENCODERS.get(name)
     shape = check_shape(shape)
     latent_dim = check_latent_dim(latent_dim)
-    body, feature_dim = _ENCODERS[name](shape, check_width(width))
+    body, feature_dim = build_body(shape, check_width(width))
     return GaussianEncoder(body, feature_dim, latent_dim)

@@ -5,10 +5,19 @@ Kingma & Welling 2014 (the reparameterisation trick and the analytic KL to N(0, 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
-_LOG_2PI = math.log(2.0 * math.pi)
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass
+class Posterior:
+    """q(z|x) = N(mu, diag(exp(logvar))): what every encoder returns."""
+
+    mu: torch.Tensor  # (B, D)
+    logvar: torch.Tensor  # (B, D)
 
 
 def reparameterize(
@@ -24,12 +33,12 @@ def reparameterize(
 
 def diag_gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mu, diag(exp(logvar))), summed over the last dim. (..., D) -> (...)."""
-    return -0.5 * (_LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar)).sum(-1)
+    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar)).sum(-1)
 
 
 def std_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I), summed over the last dim. (..., D) -> (...)."""
-    return -0.5 * (_LOG_2PI + z**2).sum(-1)
+    return -0.5 * (LOG_2PI + z**2).sum(-1)
 
 
 def kl_to_std_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.encoders import check_shape, soft_clamp
+from trainables.gaussian import LOG_2PI
+from trainables.registry import Registry
 
-_LOG_2PI = math.log(2.0 * math.pi)
 _PIXEL_DIMS = (-3, -2, -1)
 
 # sigma-VAE softly limits log sigma to >= -6 for stable training (a sigma that shrinks
@@ -83,7 +84,7 @@ class GaussianLikelihood(Likelihood):
         mean = self.mean(params)
         log_sigma = self.log_sigma(x, mean)
         z = (x - mean) * torch.exp(-log_sigma)
-        return (-0.5 * _LOG_2PI - log_sigma - 0.5 * z**2).sum(dim=_PIXEL_DIMS)
+        return (-0.5 * LOG_2PI - log_sigma - 0.5 * z**2).sum(dim=_PIXEL_DIMS)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)
@@ -180,20 +181,17 @@ def _gaussian(shape: tuple[int, int, int], sigma: float, sigma_mode: str) -> Lik
     return _SIGMA_MODES[sigma_mode](shape, float(sigma))
 
 
-_LIKELIHOODS: dict[str, Callable[[tuple[int, int, int], float, str], Likelihood]] = {
-    "bernoulli": _bernoulli,
-    "gaussian": _gaussian,
-}
+LIKELIHOODS: Registry[Callable[[tuple[int, int, int], float, str], Likelihood]] = Registry(
+    "likelihood", {"bernoulli": _bernoulli, "gaussian": _gaussian}
+)
 
 
 def available_likelihoods() -> list[str]:
-    return list(_LIKELIHOODS)
+    return LIKELIHOODS.names()
 
 
 def build_likelihood(
     name: str, shape: tuple[int, int, int], *, sigma: float = 0.1, sigma_mode: str = "fixed"
 ) -> Likelihood:
     """Build likelihood ``name`` for images of ``shape``; sigma options apply to gaussian only."""
-    if name not in _LIKELIHOODS:
-        raise ValueError(f"unknown likelihood {name!r}; valid names: {available_likelihoods()}")
-    return _LIKELIHOODS[name](check_shape(shape), sigma, sigma_mode)
+    return LIKELIHOODS.get(name)(check_shape(shape), sigma, sigma_mode)

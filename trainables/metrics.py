@@ -14,60 +14,19 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 
+from trainables.model_protocol import VAEModel
 from trainables.objectives import log_importance_weights
 
 __all__ = [
-    "ELBOPieces",
     "EvalResult",
-    "Posterior",
-    "Prior",
-    "VAEModel",
     "active_units",
     "evaluate",
     "importance_sampled_log_likelihood",
     "importance_sampled_nll",
 ]
-
-
-class Posterior(Protocol):
-    """q(z|x) = N(mu, diag(exp(logvar)))."""
-
-    @property
-    def mu(self) -> torch.Tensor: ...  # (B, D)
-
-    @property
-    def logvar(self) -> torch.Tensor: ...  # (B, D)
-
-
-class ELBOPieces(Protocol):
-    """The single-sample ELBO pieces returned by ``model(x)``."""
-
-    @property
-    def log_px_z(self) -> torch.Tensor: ...  # (B,)
-
-    @property
-    def kl_per_dim(self) -> torch.Tensor: ...  # (B, D)
-
-
-class Prior(Protocol):
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor: ...  # (..., D) -> (...)
-
-
-class VAEModel(Protocol):
-    """What metrics and objectives need from a VAE (``trainables.vae.VAE`` satisfies it)."""
-
-    @property
-    def prior(self) -> Prior: ...
-
-    def encode(self, x: torch.Tensor) -> Posterior: ...  # x (B, ...) -> mu, logvar (B, D)
-
-    def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor: ...  # -> (B,)
-
-    def __call__(self, x: torch.Tensor) -> ELBOPieces: ...
 
 
 @dataclass

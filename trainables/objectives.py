@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-from trainables.gaussian import diag_gaussian_log_prob, reparameterize
+from trainables.gaussian import Posterior, diag_gaussian_log_prob, reparameterize
+from trainables.model_protocol import VAEModel
 from trainables.schedules import KLWeight, free_bits_rate
-
-if TYPE_CHECKING:  # metrics imports this module, so the protocols are for type checkers only
-    from trainables.metrics import Posterior, VAEModel
 
 __all__ = ["LossTerms", "iwae_bound", "log_importance_weights", "vae_loss"]
 

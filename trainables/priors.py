@@ -13,6 +13,7 @@ from torch import nn
 
 from trainables.encoders import check_latent_dim
 from trainables.gaussian import kl_to_std_normal, std_normal_log_prob
+from trainables.registry import Registry
 
 
 class StandardNormalPrior(nn.Module):
@@ -40,14 +41,12 @@ class StandardNormalPrior(nn.Module):
         return kl_to_std_normal(mu, logvar)
 
 
-_PRIORS: dict[str, Callable[[int], nn.Module]] = {"standard_normal": StandardNormalPrior}
+PRIORS: Registry[Callable[[int], nn.Module]] = Registry("prior", {"standard_normal": StandardNormalPrior})
 
 
 def available_priors() -> list[str]:
-    return list(_PRIORS)
+    return PRIORS.names()
 
 
 def build_prior(name: str, latent_dim: int) -> nn.Module:
-    if name not in _PRIORS:
-        raise ValueError(f"unknown prior {name!r}; valid names: {available_priors()}")
-    return _PRIORS[name](latent_dim)
+    return PRIORS.get(name)(latent_dim)

@@ -12,7 +12,6 @@ validate a schedule's parameters through ``schedule_parameters`` without special
 """
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping
@@ -21,10 +20,14 @@ from types import MappingProxyType
 
 import torch
 
+from trainables.registry import Registry
+
 __all__ = [
+    "FREE_BITS_SCHEDULE",
     "KLWeight",
     "SCHEDULES",
     "available_schedules",
+    "configurable_schedules",
     "capacity",
     "constant",
     "cyclical",
@@ -157,15 +160,21 @@ def capacity(
     return KLWeight(beta=float(beta), capacity=c_max * _ramp(step, ramp_fraction * total_steps))
 
 
-SCHEDULES: Mapping[str, Callable[..., KLWeight]] = MappingProxyType(
+SCHEDULES: Registry[Callable[..., KLWeight]] = Registry(
+    "schedule",
     {
         "constant": constant,
         "linear": linear,
         "sigmoid": sigmoid,
         "cyclical": cyclical,
         "capacity": capacity,
-    }
+    },
 )
+
+#: Not a β_t rule but a name a config may choose like one: constant β with the free-bits rate
+#: (Kingma et al. 2016), its one parameter ``lam`` (λ, nats per latent dimension). The trial spec
+#: turns it into the ``constant`` schedule with ``free_bits = lam`` (trainables.spec).
+FREE_BITS_SCHEDULE = "free_bits"
 
 # Parameters every schedule takes that are not schedule-specific knobs.
 _COMMON_PARAMETERS = frozenset({"step", "total_steps", "beta"})
@@ -176,25 +185,32 @@ def available_schedules() -> list[str]:
     return sorted(SCHEDULES)
 
 
-def _lookup(name: str) -> Callable[..., KLWeight]:
-    try:
-        return SCHEDULES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown KL schedule, got {name=}; valid names: {available_schedules()}"
-        ) from None
+def _parameters(schedule: Callable[..., KLWeight]) -> Mapping[str, float | int]:
+    signature = inspect.signature(schedule)
+    return MappingProxyType(
+        {p.name: p.default for p in signature.parameters.values() if p.name not in _COMMON_PARAMETERS}
+    )
+
+
+#: What a config may name as a schedule (the β_t rules and the free-bits pseudo-schedule) ->
+#: its own parameters and their defaults: each schedule's domain, declared once (read off the
+#: functions' signatures, once: ``kl_weight`` runs every training step).
+SCHEDULE_PARAMETERS: Registry[Mapping[str, float | int]] = Registry(
+    "schedule",
+    {**{name: _parameters(schedule) for name, schedule in SCHEDULES.items()},
+     FREE_BITS_SCHEDULE: MappingProxyType({"lam": 0.5})},
+)
+
+
+def configurable_schedules() -> list[str]:
+    """What a config may name as a schedule: the β_t rules and the free-bits pseudo-schedule."""
+    return SCHEDULE_PARAMETERS.names()
 
 
 def schedule_parameters(name: str) -> dict[str, float | int]:
-    """The schedule's own keyword parameters and their defaults (``beta`` excluded)."""
-    return dict(_parameters(_lookup(name)))
-
-
-@functools.lru_cache(maxsize=None)
-def _parameters(schedule: Callable[..., KLWeight]) -> tuple[tuple[str, float | int], ...]:
-    # inspect.signature is slow; kl_weight runs every training step.
-    signature = inspect.signature(schedule)
-    return tuple((p.name, p.default) for p in signature.parameters.values() if p.name not in _COMMON_PARAMETERS)
+    """The schedule's own keyword parameters and their defaults (``beta`` excluded);
+    the free-bits pseudo-schedule's too."""
+    return dict(SCHEDULE_PARAMETERS.get(name))
 
 
 def kl_weight(name: str, step: int, total_steps: int, beta: float, **params: float) -> KLWeight:
@@ -203,8 +219,8 @@ def kl_weight(name: str, step: int, total_steps: int, beta: float, **params: flo
     Unknown names and parameters raise ``ValueError`` listing what is allowed, so a typo in a
     config fails at once instead of silently training with a default.
     """
-    schedule = _lookup(name)
-    allowed = schedule_parameters(name)
+    schedule = SCHEDULES.get(name)
+    allowed = SCHEDULE_PARAMETERS.get(name)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(

@@ -9,36 +9,25 @@ analytic KL); weighting them (beta, free bits, capacity) is ``objectives.py``'s 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from trainables.decoders import available_decoders, build_decoder
-from trainables.encoders import (
-    Posterior,
-    available_encoders,
-    build_encoder,
-    check_latent_dim,
-    check_shape,
-    check_width,
-)
-from trainables.gaussian import reparameterize
-from trainables.likelihoods import Likelihood, available_likelihoods, build_likelihood, check_sigma
-from trainables.priors import available_priors, build_prior
-
-
-def _check_name(kind: str, name: str, valid: list[str]) -> None:
-    if name not in valid:
-        raise ValueError(f"unknown {kind} {name!r}; valid names: {valid}")
+from trainables.decoders import DECODERS, build_decoder
+from trainables.encoders import ENCODERS, build_encoder, check_latent_dim, check_shape, check_width
+from trainables.gaussian import Posterior, reparameterize
+from trainables.likelihoods import LIKELIHOODS, Likelihood, build_likelihood, check_sigma
+from trainables.priors import PRIORS, build_prior
 
 
 @dataclass(frozen=True)
-class VAEConfig:
-    shape: tuple[int, int, int]  # (C, H, W) of one image
-    latent_dim: int
+class ModelSpec:
+    """The model of a trial, by registry names and sizes; the image shape comes with the data."""
+
+    latent_dim: int = 16
     encoder: str = "conv"
     decoder: str = "mlp_small"
     likelihood: str = "bernoulli"
@@ -48,18 +37,33 @@ class VAEConfig:
     width: float = 1.0  # scales every hidden width / channel count
 
     def __post_init__(self) -> None:
-        # Normalise what JSON/YAML hand over (a list for the shape, numpy ints) so that two
-        # equal configs compare and hash equal; frozen, hence object.__setattr__.
-        object.__setattr__(self, "shape", check_shape(self.shape))
+        # Normalise what JSON/YAML hand over (numpy ints, ints for floats) so that two equal
+        # specs compare and hash equal; frozen, hence object.__setattr__.
         object.__setattr__(self, "latent_dim", check_latent_dim(self.latent_dim))
         object.__setattr__(self, "width", check_width(self.width))
         # Validated for every likelihood (a typo is a typo), although only gaussian uses them.
         check_sigma(self.sigma, self.sigma_mode)
         object.__setattr__(self, "sigma", float(self.sigma))
-        _check_name("encoder", self.encoder, available_encoders())
-        _check_name("decoder", self.decoder, available_decoders())
-        _check_name("likelihood", self.likelihood, available_likelihoods())
-        _check_name("prior", self.prior, available_priors())
+        for registry, name in ((ENCODERS, self.encoder), (DECODERS, self.decoder), (LIKELIHOODS, self.likelihood),
+                               (PRIORS, self.prior)):
+            registry.check(name)
+
+    def vae_config(self, shape: Sequence[int]) -> VAEConfig:
+        """This model for images of ``shape`` (C, H, W)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSpec)}
+        return VAEConfig(shape=tuple(shape), **fields)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VAEConfig(ModelSpec):
+    """A :class:`ModelSpec` with its image shape: everything needed to rebuild a VAE (checkpoints
+    store it as ``vae_config.json``)."""
+
+    shape: tuple[int, int, int]  # (C, H, W) of one image
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", check_shape(self.shape))
+        super().__post_init__()
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -68,12 +72,12 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> VAEConfig:
+        """A persisted config: every field must be there (a missing one is a truncated file)."""
         fields = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(fields))
         if unknown:
             raise ValueError(f"unknown VAEConfig keys {unknown}; valid keys: {fields}")
-        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
-        missing = [name for name in required if name not in d]
+        missing = [name for name in fields if name not in d]
         if missing:
             raise ValueError(f"VAEConfig is missing required keys {missing}; got keys {sorted(d)}")
         return cls(**d)  # __post_init__ turns the JSON list back into a shape tuple
@@ -115,17 +119,7 @@ class VAE(nn.Module):
         return self.likelihood.log_prob(x, self.decode(z))
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
-        posterior = self.encode(x)
-        z = reparameterize(posterior.mu, posterior.logvar, generator)  # (B, D)
-        params = self.decode(z)  # (B, C, H, W)
-        return VAEOutput(
-            params=params,
-            mu=posterior.mu,
-            logvar=posterior.logvar,
-            z=z,
-            log_px_z=self.likelihood.log_prob(x, params),
-            kl_per_dim=self.prior.kl(posterior.mu, posterior.logvar),
-        )
+        return elbo_pieces(x, self.encode(x), self.decoder, self.likelihood, self.prior, generator)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,6 +139,24 @@ class VAE(nn.Module):
         device = next(self.parameters()).device
         z = self.prior.sample(n, device=device, generator=generator)  # (n, D)
         return self.likelihood.mean(self.decode(z))
+
+
+def elbo_pieces(
+    x: torch.Tensor, posterior: Posterior, decoder: nn.Module, likelihood: Likelihood, prior: nn.Module,
+    generator: torch.Generator | None = None,
+) -> VAEOutput:
+    """The single-sample ELBO pieces of ``decoder`` on x (B, C, H, W) for one reparameterised z
+    from ``posterior``: what a VAE's forward returns (also each head of the shared-encoder model)."""
+    z = reparameterize(posterior.mu, posterior.logvar, generator)  # (B, D)
+    params = decoder(z)  # (B, C, H, W)
+    return VAEOutput(
+        params=params,
+        mu=posterior.mu,
+        logvar=posterior.logvar,
+        z=z,
+        log_px_z=likelihood.log_prob(x, params),  # (B,)
+        kl_per_dim=prior.kl(posterior.mu, posterior.logvar),  # (B, D)
+    )
 
 
 def build_vae(config: VAEConfig) -> VAE:

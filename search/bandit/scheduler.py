@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
+from search.adoption import adopt, adopted
 from trainables.policies import Policy
+from trainables.spec import DECODER_KEY
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
 
 log = logging.getLogger(__name__)
 
-ARM_KEY = "decoder"   # the trial config key that names the arm
+ARM_KEY = DECODER_KEY   # the trial config key that names the arm
 _WAITING = (Trial.PENDING, Trial.PAUSED)
 
 
@@ -98,8 +101,10 @@ class BanditAllocationScheduler(TrialScheduler):
         reward_metric: str,
         max_concurrent: int = 1,
         stop_when_decided: bool = True,
+        adoption_key: str = "",
     ) -> None:
         super().__init__()
+        self.adoption_key = adoption_key  # the run's parent run id: a resuming driver adopts by it
         if policy.n_arms != len(arms):
             raise ValueError(f"policy has {policy.n_arms} arms but {len(arms)} arms were given: {arms}")
         if epochs_per_pull < 1 or budget_epochs < epochs_per_pull:
@@ -176,16 +181,38 @@ class BanditAllocationScheduler(TrialScheduler):
         pulls = ", ".join(f"{a}={n}" for a, n in zip(self.ledger.arms, self.policy.pulls))
         return f"BanditAllocation: {self.ledger.budget_used}/{self.budget_epochs} epochs; pulls {pulls}"
 
+    # --- persistence: Tune saves no scheduler state, so SchedulerStateCallback does ------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to go on deciding as this one would (JSON values)."""
+        ledger = self.ledger
+        return {"policy": self.policy.state_dict(), "budget_used": ledger.budget_used, "arm_epochs": ledger.arm_epochs,
+                "epochs_in_pull": ledger.epochs_in_pull, "last_metric": ledger.last_metric,
+                "history": [asdict(r) for r in ledger.history], "done": self.done, "next_arm": self._next_arm}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ledger = self.ledger
+        self.policy.load_state_dict(state["policy"])
+        ledger.budget_used, ledger.arm_epochs = int(state["budget_used"]), [int(e) for e in state["arm_epochs"]]
+        ledger.epochs_in_pull.update({k: int(v) for k, v in state.get("epochs_in_pull", {}).items()})
+        ledger.last_metric.update({k: float(v) for k, v in state.get("last_metric", {}).items()})
+        ledger.history = [PullRecord(**r) for r in state.get("history", [])]
+        self.done, self._next_arm = bool(state["done"]), state.get("next_arm")
+
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "w") as f:
-            json.dump({"policy": self.policy.state_dict(), "budget_used": self.ledger.budget_used,
-                       "arm_epochs": self.ledger.arm_epochs, "done": self.done}, f)
+            json.dump(self.state_dict(), f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path) as f:
-            state = json.load(f)
-        self.policy.load_state_dict(state["policy"])
-        self.ledger.budget_used, self.ledger.arm_epochs, self.done = state["budget_used"], state["arm_epochs"], state["done"]
+            self.load_state_dict(json.load(f))
+
+    def adopt_on_restore(self) -> None:
+        """Make this instance the one a restored experiment with the same ``adoption_key``
+        unpickles (``search/adoption.py``): the resuming driver then reads the pulls Tune made."""
+        adopt(_KIND, self.adoption_key, self)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _unpickle_scheduler, (self.adoption_key, self.__dict__.copy())
 
     # --- decisions ---------------------------------------------------------------------------
     def _end_of_pull(self, tune_controller: TuneController, trial: Trial) -> str:
@@ -231,3 +258,29 @@ class BanditAllocationScheduler(TrialScheduler):
             for t in trials:
                 if t is not current and t.status == Trial.RUNNING:
                     tune_controller.stop_trial(t)
+
+
+_KIND = "bandit-allocation-scheduler"
+
+
+def _unpickle_scheduler(key: str, state: dict[str, Any]) -> BanditAllocationScheduler:
+    def rebuild() -> BanditAllocationScheduler:
+        scheduler = BanditAllocationScheduler.__new__(BanditAllocationScheduler)
+        scheduler.__dict__.update(state)
+        return scheduler
+
+    return adopted(_KIND, key, rebuild) if key else rebuild()
+
+
+class SchedulerStateCallback(Callback):
+    """Saves the allocation scheduler's state with every experiment snapshot and gives it back
+    on ``Tuner.restore`` (Tune checkpoints searchers and callbacks, not schedulers)."""
+
+    def __init__(self, scheduler: BanditAllocationScheduler) -> None:
+        self.scheduler = scheduler
+
+    def get_state(self) -> dict[str, Any] | None:
+        return {"scheduler": self.scheduler.state_dict()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state["scheduler"])

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,90 +30,12 @@ from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search import UNDEFINED_METRIC_MODE, Searcher
 from ray.tune.search.variant_generator import parse_spec_vars
 
+from search.bandit.ucb import MODES, ArmStats, equal_fidelity, ucb_arm
 from search.config import SearchSpace
 from search.space import DefineByRun
+from trainables.spec import DECODER_KEY
 
 logger = logging.getLogger(__name__)
-
-MODES = ("min", "max")
-
-
-@dataclass
-class ArmStats:
-    """One arm's record, as reported by :meth:`BanditTPESearcher.arm_stats`."""
-
-    arm: str  # decoder name
-    trials: int  # trials started on this arm
-    completed: int  # trials told to its study with a value (COMPLETE, or PRUNED after reports)
-    best: float | None  # best told value, in the metric's own units (the min for mode "min")
-
-
-def _quality(best: Sequence[float | None], mode: str, worst: float | None) -> list[float]:
-    """Each arm's best value mapped to [0, 1], 1 = the best arm; untold arms get 1 (optimism)."""
-    sign = 1.0 if mode == "min" else -1.0  # compare as losses: smaller is better
-    told = [sign * b for b in best if b is not None]
-    if not told:
-        return [1.0] * len(best)
-    lowest = min(told)
-    highest = max(told) if worst is None else sign * worst
-    if highest < max(told):
-        raise ValueError(f"worst must be no better than any arm's best, got {worst=} with {best=}")
-    if highest == lowest:  # nothing to tell the arms apart by yet
-        return [1.0 if b is None else 0.5 for b in best]
-    return [1.0 if b is None else (highest - sign * b) / (highest - lowest) for b in best]
-
-
-def equal_fidelity(curves: Sequence[Mapping[int, float]]) -> tuple[list[float | None], int | None]:
-    """Each arm's best value at the deepest step (epoch) every arm with a report has reached.
-
-    ``curves[i]`` maps a step to arm ``i``'s best value reported at that step (by any trial).
-    Returns the per-arm values at that step (None for arms with no report) and the step (None
-    when no arm has reported). An arm that reached the step through several trials counts its best.
-    """
-    reached = [max(c) for c in curves if c]
-    if not reached:
-        return [None] * len(curves), None
-    step = min(reached)
-    return [c[step] if c else None for c in curves], step
-
-
-def ucb_arm(
-    best: Sequence[float | None],
-    trials: Sequence[int],
-    mode: str,
-    exploration: float,
-    *,
-    worst: float | None = None,
-    first: Sequence[int] | None = None,
-) -> int:
-    """UCB1 on normalised best-so-far values: the index of the arm to pull next.
-
-    Arms never tried come first, in the order ``first`` (a permutation of the arm indices;
-    default: index order). Otherwise the arm maximising ``q_i + exploration * sqrt(2 ln N / n_i)``
-    wins (ties: lowest index), where ``N = sum(trials)``, ``n_i = trials[i]`` and
-    ``q_i = (worst - best_i) / (worst - best_overall)`` for mode "min" (mirrored for "max").
-    ``worst`` is a fixed floor to normalise against; left out, it is the worst of the arms' values
-    (the searcher passes values at equal fidelity, :func:`equal_fidelity`). Arms without a told
-    value get ``q = 1``; all values equal give ``q = 0.5``.
-    """
-    if len(best) != len(trials) or not best:
-        raise ValueError(f"need one best value and one trial count per arm, got {best=}, {trials=}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode=}")
-    if exploration < 0:
-        raise ValueError(f"exploration must be >= 0, got {exploration=}")
-    if any(n < 0 for n in trials):
-        raise ValueError(f"trial counts must be >= 0, got {trials=}")
-    order = range(len(trials)) if first is None else first
-    if sorted(order) != list(range(len(trials))):
-        raise ValueError(f"first must be a permutation of the {len(trials)} arm indices, got {first=}")
-    for i in order:
-        if trials[i] == 0:
-            return i
-    q = _quality(best, mode, worst)
-    log_total = math.log(sum(trials))
-    scores = [q_i + exploration * math.sqrt(2.0 * log_total / n) for q_i, n in zip(q, trials)]
-    return max(range(len(scores)), key=scores.__getitem__)  # max keeps the first of equal scores
 
 
 def _arm_names(space: SearchSpace) -> list[str]:
@@ -179,7 +100,7 @@ class _Arms:
     def start(self, trial_id: str, arm: int, define: DefineByRun) -> dict[str, Any]:
         trial = self.studies[arm].ask()
         fixed = define(trial)
-        config = {**trial.params, **fixed, "decoder": self.names[arm]}
+        config = {**trial.params, **fixed, DECODER_KEY: self.names[arm]}
         self.live[trial_id] = _Live(arm, trial, config)
         self.trials[arm] += 1
         return config
@@ -233,7 +154,7 @@ class BanditTPESearcher(Searcher):
             raise ValueError(f"n_startup_trials must be >= 0, got {n_startup_trials=}")
         super().__init__(metric=metric, mode=mode)
         # The decoder is the bandit's choice, so each arm's study searches the rest of the space.
-        self._define = DefineByRun(space.model_copy(update={"decoder": None}))
+        self._define = DefineByRun(space.model_copy(update={DECODER_KEY: None}))
         self._exploration = exploration
         self._arms = _Arms(names, seed, n_startup_trials)
 

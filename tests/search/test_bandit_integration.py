@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from search.cli import main
 from search.config import parse_config
-from search.run import run_search
+from search.driver import run_bandit, run_search
 from search.tracking import PARENT_TAG
 
 pytestmark = pytest.mark.integration
@@ -66,12 +66,10 @@ def test_allocation_mode_from_the_cli(tmp_path: Path, ray_local, capsys: pytest.
 
 
 def test_shared_encoder_mode(tmp_path: Path, ray_local) -> None:
-    from search.bandit.shared import run_shared_encoder
-
     data = _base(tmp_path, bandit={"mode": "shared_encoder", "arms": ARMS, "shared_encoder": {
         "datasets": ["digits"], "policies": ["uniform", "epsilon_greedy"], "seeds": [0], "epochs": 2,
         "eval_every": 3, "eval_batch_size": 64, "policy_params": {"epsilon_greedy": {"epsilon": 0.3}}}})
-    summary = run_shared_encoder(parse_config(data), verbose=0)
+    summary = run_bandit(parse_config(data), verbose=0)
     assert [t.policy for t in summary.trials] == ["uniform", "epsilon_greedy"] or \
         sorted(t.policy for t in summary.trials) == ["epsilon_greedy", "uniform"]
     for trial in summary.trials:

@@ -11,7 +11,8 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
-from search.bandit.searcher import ArmStats, BanditTPESearcher, equal_fidelity, ucb_arm
+from search.bandit.searcher import BanditTPESearcher
+from search.bandit.ucb import ArmStats, equal_fidelity, ucb_arm
 from search.config import SearchSpace
 
 METRIC = "val/nelbo"

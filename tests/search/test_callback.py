@@ -10,6 +10,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 import search.callback as callback_module
+from search import adoption
 from search.callback import MlflowTrialCallback
 
 
@@ -169,7 +170,7 @@ def test_pickling_keeps_only_where_the_parent_run_is_and_a_resuming_driver_adopt
     try:
         assert pickle.loads(blob) is resuming
     finally:
-        callback_module._ADOPTED.clear()
+        adoption.forget("p1")
 
 
 def test_a_request_written_but_unanswered_is_not_written_twice(monkeypatch) -> None:

@@ -12,7 +12,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from search.config import parse_config
-from search.run import run_search
+from search.driver import run_search
 from tests.search.helpers import assert_one_child_per_trial, small_search, trial_runs, trial_states
 
 pytestmark = pytest.mark.integration

@@ -87,9 +87,10 @@ def test_resume_refuses_what_it_cannot_resume(tmp_path: Path, capsys: pytest.Cap
     assert main(["resume", str(tmp_path / "nowhere")]) == 2
     assert "not a vaesearch experiment directory" in capsys.readouterr().err
     ExperimentRecord(config={}, yaml_text=None, tracking_uri="sqlite:///x.db", experiment_id="1", parent_run_id="r",
-                     role="bandit-allocation").write(str(tmp_path / "bandit"))
-    assert main(["resume", str(tmp_path / "bandit")]) == 2
-    assert "continues searches started with `vaesearch run`" in capsys.readouterr().err
+                     role="a-mode-from-the-future").write(str(tmp_path / "future"))
+    assert main(["resume", str(tmp_path / "future")]) == 2
+    err = capsys.readouterr().err
+    assert "'a-mode-from-the-future'" in err and "bandit-allocation" in err and "search" in err  # the known modes
 
 
 def _result_lines(path: Path, trial_id: str) -> int:

@@ -1,8 +1,8 @@
-"""search.run's own logic, without starting Ray."""
+"""The search mode's own logic, without starting Ray."""
 from __future__ import annotations
 
 from search.config import parse_config
-from search.run import search_columns
+from search.modes.search import search_columns
 
 
 def test_progress_table_shows_only_the_searched_parameters() -> None:

@@ -11,7 +11,8 @@ from mlflow.tracking import MlflowClient
 
 from search.cli import main
 from search.config import parse_config
-from search.run import TrackingUnavailableError, run_search
+from search.connect import TrackingUnavailableError
+from search.driver import run_search
 from search.tracking import PARENT_TAG, TRIAL_ID_TAG
 from tests.search.helpers import EPOCHS, small_search
 

@@ -7,8 +7,9 @@ import optuna
 import pytest
 
 from search.config import parse_config
-from search.space import define_by_run, make_searcher
-from trainables.trial import TrialSpec
+from search.searchers import make_searcher
+from search.space import define_by_run
+from search.trial_specs import trial_spec
 
 SPACE = {
     "beta": {"low": 0.25, "high": 4.0, "log": True},
@@ -104,14 +105,14 @@ def test_tpe_uses_results() -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_suggestions_parse_into_trial_specs(seed: int) -> None:
-    """What the searcher proposes is what the trainable understands."""
-    base = {"model": {"latent_dim": 2}, "train": {"beta": 1.0, "schedule": {"name": "constant", "params": {}}}}
+    """What the searcher proposes is what the trainable understands: every sampled key lands in
+    the trial spec (an unknown key would raise)."""
+    base = trial_spec(parse_config({"model": {"latent_dim": 2}}))
     for config in _suggestions("random", seed, 12):
-        spec = TrialSpec.from_dicts(base, config)
-        assert spec.model["latent_dim"] == config["latent_dim"]
-        assert spec.model["decoder"] == config["decoder"]
+        spec = base.with_overrides(config)
+        assert spec.model.latent_dim == config["latent_dim"]
+        assert spec.model.decoder == config["decoder"]
         assert spec.lr == config["lr"] and spec.schedule.beta == config["beta"]
-        assert not spec.extra, spec.extra  # every key was consumed
         if config["schedule"] == "free_bits":
             assert spec.schedule.name == "constant" and spec.schedule.free_bits == config["schedule.free_bits.lam"]
         else:

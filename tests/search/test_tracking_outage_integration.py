@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from search.cli import main
 from search.config import parse_config
-from search.run import run_search
+from search.driver import run_search
 from tests.search.helpers import assert_one_child_per_trial, small_search, trial_runs, trial_states
 from tests.search.mlflow_server import Gate, MlflowServer
 

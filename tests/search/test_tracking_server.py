@@ -17,7 +17,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from search.config import parse_config
-from search.run import TrackingUnavailableError, run_search
+from search.connect import TrackingUnavailableError
+from search.driver import run_search
 from search.tracking import PARENT_TAG, TRIAL_ID_TAG
 from tests.deploy.servers import ServerError, mlflow_server
 from tests.search.helpers import EPOCHS, small_search

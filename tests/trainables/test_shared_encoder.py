@@ -1,52 +1,33 @@
-"""The shared-encoder decoder bandit (seed 003): pulls, regret on validation, checkpoints, Ray Tune."""
+"""The shared-encoder decoder bandit (reference 003): pulls, regret on validation, checkpoints, Ray Tune."""
 from __future__ import annotations
 
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 
-from trainables.data import DatasetSplits, load_dataset
+from trainables.checkpoint import RECONSTRUCTIONS_PNG, SAMPLES_PNG, STATE_FILE
+from trainables.data import DatasetSplits
 from trainables.policies import Policy, build_policy
-from trainables.shared_encoder import (
-    CONFIG_FILE,
+from trainables.shared_encoder.checkpoint import CONFIG_FILE, load_shared_model, load_state, save_state
+from trainables.shared_encoder.loop import (
     SharedEncoderProgress,
-    SharedEncoderSpec,
-    SharedEncoderVAE,
-    build_shared_model,
     epoch_metrics,
-    load_shared_model,
-    load_state,
-    save_state,
     step_regret,
     train_shared_epoch,
     validation_batch,
 )
-from trainables.training import NonFiniteLossError, steps_per_epoch
-from trainables.trial import RECONSTRUCTIONS_PNG, SAMPLES_PNG, STATE_FILE, DataSpec
+from trainables.shared_encoder.model import SharedEncoderVAE, build_shared_model
+from trainables.spec import DataSpec, SharedEncoderSpec
+from trainables.train_loop import NonFiniteLossError, steps_per_epoch
 
 HEADS = ("mlp_small", "deconv_2x2", "linear_deconv_selu")
 SPEC = SharedEncoderSpec(
     data=DataSpec(name="digits"), decoders=HEADS, latent_dim=4, width=0.125, policy="uniform",
     epochs=3, batch_size=100, lr=3e-3, eval_every=5, eval_batch_size=100,
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two shared cores: intra-op threads fighting other processes make these tiny nets 10x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits() -> DatasetSplits:
-    return load_dataset("digits", binarize="dynamic", seed=0)
 
 
 class Run:
@@ -108,7 +89,7 @@ def test_uniform_pulls_sum_to_the_steps_in_equal_shares(digits) -> None:
 
 
 def test_greedy_without_exploration_lets_one_head_dominate(digits) -> None:
-    spec = replace(SPEC, policy="epsilon_greedy", policy_params={"epsilon": 0.0})
+    spec = replace(SPEC, policy="epsilon_greedy", policy_params_by_name={"epsilon_greedy": {"epsilon": 0.0}})
     progress = Run(spec, digits).epochs(2)[-1]
     assert progress.arm_history[: len(HEADS)] == [0, 1, 2]  # every head is tried once first
     assert max(progress.pulls) >= 0.8 * progress.step
@@ -177,7 +158,7 @@ def test_regret_is_judged_on_validation_not_on_training_batches(digits) -> None:
 
 
 def test_checkpoint_round_trip_continues_identically(digits, tmp_path: Path) -> None:
-    spec = replace(SPEC, policy="epsilon_greedy", policy_params={"epsilon": 0.5})  # the policy's RNG matters
+    spec = replace(SPEC, policy="epsilon_greedy", policy_params_by_name={"epsilon_greedy": {"epsilon": 0.5}})  # the policy's RNG matters
     run = Run(spec, digits)
     run.epochs(1)
     save_state(tmp_path, run.model, run.optimizer, run.policy, run.progress, run.generator, spec=spec)
@@ -197,37 +178,6 @@ def test_checkpoint_round_trip_continues_identically(digits, tmp_path: Path) -> 
     assert isinstance(blob["policy"], str) and isinstance(blob["progress"], str)  # JSON strings
     model = load_shared_model(tmp_path)
     assert model.decoder_names == HEADS and not model.training
-
-
-def test_from_dicts_merges_base_and_overrides() -> None:
-    base: dict[str, Any] = {
-        "seed": 3,
-        "data": {"name": "mnist5k", "binarize": "static"},
-        "shared_encoder": {"decoders": ["mlp_small", "mlp_large"], "policy": "epsilon_greedy",
-                           "policy_params": {"epsilon": 0.1}, "epochs": 2},
-    }
-    plain = SharedEncoderSpec.from_dicts(base)
-    assert plain.data == DataSpec(name="mnist5k", binarize="static")
-    assert plain.decoders == ("mlp_small", "mlp_large") and plain.epochs == 2
-    assert plain.policy_params == {"epsilon": 0.1} and plain.seed == plain.data_seed == 3
-
-    spec = SharedEncoderSpec.from_dicts(base, {"dataset": "digits", "policy": "ucb1", "seed": 7})
-    assert spec.data == DataSpec(name="digits", binarize="static")
-    assert spec.policy == "ucb1" and spec.policy_params == {}  # ε belongs to the base's policy only
-    assert spec.seed == 7 and spec.data_seed == 3  # the seed grid varies the model, not the split
-    tuned = SharedEncoderSpec.from_dicts(base, {"policy": "thompson", "policy_params": {"window": 4}})
-    assert tuned.policy_params == {"window": 4}
-    by_name = {**base, "shared_encoder": {**base["shared_encoder"], "policy_params_by_name": {"ucb1": {"c": 2.0}}}}
-    assert SharedEncoderSpec.from_dicts(by_name, {"policy": "ucb1"}).policy_params == {"c": 2.0}
-
-    with pytest.raises(ValueError, match="unknown shared_encoder key"):
-        SharedEncoderSpec.from_dicts(base, {"lerning_rate": 1.0})
-    with pytest.raises(ValueError, match="unknown decoder"):
-        SharedEncoderSpec.from_dicts({"shared_encoder": {"decoders": ["mlp_tiny"]}})
-    with pytest.raises(ValueError):
-        SharedEncoderSpec.from_dicts(base, {"policy": "ucb1", "policy_params": {"epsilon": 0.3}})
-    with pytest.raises(ValueError, match="eval_every"):
-        SharedEncoderSpec.from_dicts(base, {"eval_every": 0})
 
 
 def test_epoch_metrics_name_every_head(digits) -> None:
@@ -259,7 +209,7 @@ _REPORTED_KEYS = {
 def test_trainable_runs_a_policy_grid_in_ray_tune(tmp_path: Path, ray_local) -> None:
     from ray import tune
 
-    from trainables.shared_encoder_trainable import train_shared_encoder
+    from trainables.ray_trainables import train_shared_encoder
 
     class Statuses(tune.Callback):
         def __init__(self) -> None:
@@ -268,15 +218,11 @@ def test_trainable_runs_a_policy_grid_in_ray_tune(tmp_path: Path, ray_local) -> 
         def on_experiment_end(self, trials, **info):  # noqa: ANN001 (Tune's signature)
             self.final = {trial.config["policy"]: trial.status for trial in trials}
 
-    base = {
-        "seed": 0,
-        "data": {"name": "digits"},
-        "shared_encoder": {"decoders": list(HEADS), "latent_dim": 4, "width": 0.125, "epochs": 2,
-                           "batch_size": 256, "eval_every": 3, "eval_batch_size": 100},
-    }
+    spec = SharedEncoderSpec(data=DataSpec(name="digits"), decoders=HEADS, latent_dim=4, width=0.125, epochs=2,
+                             batch_size=256, eval_every=3, eval_batch_size=100)
     statuses = Statuses()
     tuner = tune.Tuner(
-        tune.with_parameters(train_shared_encoder, base=base),
+        tune.with_parameters(train_shared_encoder, spec=spec),
         param_space={"policy": tune.grid_search(["uniform", "epsilon_greedy"]), "dataset": "digits", "seed": 0},
         tune_config=tune.TuneConfig(metric="regret/cumulative", mode="min"),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="shared", callbacks=[statuses], verbose=0),

@@ -7,18 +7,19 @@ import pytest
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from trainables.trainable import train_vae
-from trainables.trial import CONFIG_FILE, RECONSTRUCTIONS_PNG, SAMPLES_PNG, STATE_FILE
+from trainables.checkpoint import CONFIG_FILE, RECONSTRUCTIONS_PNG, SAMPLES_PNG, STATE_FILE
+from trainables.ray_trainables import train_vae
+from trainables.spec import DataSpec, NLLSpec, TrialSpec
+from trainables.vae import ModelSpec
 
 pytestmark = pytest.mark.integration
 
-BASE = {
-    "seed": 0,
-    "data": {"name": "digits", "binarize": "dynamic"},
-    "model": {"encoder": "mlp", "decoder": "mlp_small", "latent_dim": 4, "width": 0.125},
-    "train": {"epochs": 3, "batch_size": 256, "lr": 3e-3, "n_images": 8, "schedule": {"name": "constant", "params": {}}},
-    "test_nll": {"k": 10, "chunk_size": 5, "max_examples": 20},
-}
+SPEC = TrialSpec(
+    data=DataSpec(name="digits", binarize="dynamic"),
+    model=ModelSpec(encoder="mlp", decoder="mlp_small", latent_dim=4, width=0.125),
+    epochs=3, batch_size=256, lr=3e-3, n_images=8,
+    test_nll=NLLSpec(k=10, chunk_size=5, max_examples=20),
+)
 
 
 class PauseOnce(FIFOScheduler):
@@ -46,7 +47,7 @@ class Epochs(tune.Callback):
 def test_paused_trials_resume_from_their_checkpoint(tmp_path: Path, ray_local) -> None:
     scheduler, epochs = PauseOnce(), Epochs()
     tuner = tune.Tuner(
-        tune.with_parameters(train_vae, base=BASE),
+        tune.with_parameters(train_vae, spec=SPEC),
         param_space={"beta": tune.grid_search([0.5, 2.0])},
         tune_config=tune.TuneConfig(metric="val/nelbo", mode="min", scheduler=scheduler, max_concurrent_trials=1),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="pause", callbacks=[epochs], verbose=0),

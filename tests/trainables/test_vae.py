@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from trainables.encoders import Posterior
+from trainables.gaussian import Posterior
 from trainables.priors import StandardNormalPrior, available_priors, build_prior
 from trainables.vae import VAE, VAEConfig, VAEOutput, build_vae
 

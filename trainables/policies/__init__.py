@@ -8,14 +8,13 @@ best-so-far value (Auer et al. 2002) and windowed Gaussian Thompson sampling.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from trainables.policies.adaptive import UCB1, EpsilonGreedy, Thompson, Uniform
 from trainables.policies.base import Policy
 from trainables.policies.elimination import ArmBounds, Rising, SuccessiveHalving
 from trainables.policies.estimators import ESTIMATORS
+from trainables.registry import Registry
 
 __all__ = [
     "ESTIMATORS",
@@ -34,8 +33,8 @@ __all__ = [
     "policy_requires_budget",
 ]
 
-POLICIES: Mapping[str, type[Policy]] = MappingProxyType(
-    {cls.name: cls for cls in (Uniform, EpsilonGreedy, UCB1, Thompson, SuccessiveHalving, Rising)}
+POLICIES: Registry[type[Policy]] = Registry(
+    "bandit policy", {cls.name: cls for cls in (Uniform, EpsilonGreedy, UCB1, Thompson, SuccessiveHalving, Rising)}
 )
 
 
@@ -44,23 +43,16 @@ def available_policies() -> list[str]:
     return sorted(POLICIES)
 
 
-def _lookup(name: str) -> type[Policy]:
-    try:
-        return POLICIES[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown bandit policy, got {name=}; valid names: {available_policies()}") from None
-
-
 def policy_parameters(name: str) -> dict[str, Any]:
     """The policy's own keyword parameters and their defaults (``budget`` and ``seed`` excluded)."""
-    return dict(_lookup(name).defaults)
+    return dict(POLICIES.get(name).defaults)
 
 
 def policy_requires_budget(name: str) -> bool:
     """Whether ``build_policy(name, ...)`` needs ``budget`` (the eliminating policies plan with it)."""
-    return _lookup(name).requires_budget
+    return POLICIES.get(name).requires_budget
 
 
 def build_policy(name: str, n_arms: int, *, budget: int | None = None, seed: int = 0, **params: Any) -> Policy:
     """A fresh policy by registry name; bad names and parameters raise ``ValueError``."""
-    return _lookup(name)(n_arms, budget=budget, seed=seed, **params)
+    return POLICIES.get(name)(n_arms, budget=budget, seed=seed, **params)

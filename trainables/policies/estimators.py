@@ -11,9 +11,10 @@ Bandits", and the value DESIGN.md puts under UCB).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from statistics import fmean
-from types import MappingProxyType
+
+from trainables.registry import Registry
 
 __all__ = ["ESTIMATORS", "estimate"]
 
@@ -36,12 +37,12 @@ def _best(rewards: Sequence[float], window: int) -> float:
     return max(rewards)
 
 
-ESTIMATORS: Mapping[str, Estimator] = MappingProxyType(
-    {"mean": _mean, "last": _last, "recent": _recent, "best": _best}
+ESTIMATORS: Registry[Estimator] = Registry(
+    "value estimator", {"mean": _mean, "last": _last, "recent": _recent, "best": _best}
 )
 
 
 def estimate(name: str, rewards: Sequence[float], window: int) -> float:
     """The value of one arm from its (non-empty) rewards; ``window`` is used by ``"recent"`` only."""
     assert rewards, "estimators are only asked about arms that have been pulled"
-    return ESTIMATORS[name](rewards, window)
+    return ESTIMATORS.get(name)(rewards, window)

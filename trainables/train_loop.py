@@ -8,37 +8,20 @@ the end of the epoch, where it ends the trial with :class:`NonFiniteLossError`.
 """
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from trainables.data import binarize_batch, minibatch_indices
 from trainables.objectives import vae_loss
-from trainables.schedules import KLWeight, kl_weight
+from trainables.spec import LossSchedule
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite: the trial is stopped rather than reporting a silent number."""
-
-
-@dataclass(frozen=True)
-class LossSchedule:
-    """The β-VAE objective's knobs: β_t from a named schedule, plus free bits."""
-
-    name: str = "constant"
-    beta: float = 1.0
-    params: dict[str, float] = field(default_factory=dict)
-    free_bits: float = 0.0
-
-    def weight(self, step: int, total_steps: int) -> KLWeight:
-        return kl_weight(self.name, step, total_steps, self.beta, **self.params)
-
-    def weights(self, step: int, total_steps: int, n_steps: int) -> list[KLWeight]:
-        """β_t for the ``n_steps`` steps from ``step``: computed before the epoch, off the hot loop."""
-        return [self.weight(step + i, total_steps) for i in range(n_steps)]
 
 
 @dataclass
@@ -90,13 +73,7 @@ def train_epoch(
         optimizer.step()
         stats += (terms.loss.detach(), terms.distortion.detach(), terms.rate.detach())
     n_steps = len(stats) // 3
-    means = torch.stack(stats).double().view(-1, 3).mean(0).tolist() if stats else [0.0] * 3  # the epoch's one host sync
-    if not all(map(_finite, means)):
-        raise NonFiniteLossError(
-            f"non-finite training loss at epoch ending step {step + n_steps}: loss={means[0]}, "
-            f"distortion={means[1]}, rate={means[2]}. Lower the learning rate, enable train.grad_clip, "
-            "or check the data range for the likelihood."
-        )
+    means = epoch_means(stats, f"epoch ending step {step + n_steps}")
     return EpochStats(
         loss=means[0],
         distortion=means[1],
@@ -107,8 +84,17 @@ def train_epoch(
     )
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, float) and x == x and abs(x) != float("inf")
+def epoch_means(stats: list[torch.Tensor], where: str) -> list[float]:
+    """The means of (loss, distortion, rate) over an epoch's steps, from their detached scalars
+    laid out flat (loss, distortion, rate, loss, ...): the epoch's one host sync, and where a
+    non-finite loss is found (:class:`NonFiniteLossError`)."""
+    means = torch.stack(stats).double().view(-1, 3).mean(0).tolist() if stats else [0.0] * 3
+    if not all(math.isfinite(m) for m in means):
+        raise NonFiniteLossError(
+            f"non-finite training loss at {where}: loss={means[0]}, distortion={means[1]}, rate={means[2]}. "
+            "Lower the learning rate, enable train.grad_clip, or check the data range for the likelihood."
+        )
+    return means
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

@@ -1,4 +1,4 @@
-"""``vaesearch bandit`` in shared-encoder mode: the multi-armed-bandit VAE protocol (seed 003).
+"""``vaesearch bandit`` in shared-encoder mode: the multi-armed-bandit VAE protocol (reference 003).
 
 One Tune trial = one shared encoder with K decoder heads and a per-minibatch policy
 (:mod:`trainables.shared_encoder`). The trials form a grid of datasets × policies × seeds from one
@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ray import tune
-from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
+from ray.tune import ResultGrid, TuneConfig
 
 from search import plots
-from search.config import Config
-from search.run import ensure_ray, parent_run, reporter, start_experiment, storage_path
-from search.callback import MlflowTrialCallback
+from search.modes.base import Mode, RunContext, RunSummary
 from search.tracking import Tracker
-from trainables.shared_encoder_trainable import train_shared_encoder
+from search.trial_specs import shared_encoder_spec
+from trainables.ray_trainables import train_shared_encoder
 
 
 @dataclass
@@ -38,13 +36,9 @@ class SharedTrialResult:
     error: str | None = None
 
 
-@dataclass
-class SharedEncoderSummary:
+@dataclass(kw_only=True)
+class SharedEncoderSummary(RunSummary):
     trials: list[SharedTrialResult]
-    experiment_path: str
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
 
     def describe(self) -> str:
         lines = [f"{'dataset':<14} {'policy':<16} {'seed':>4} {'regret':>10} {'bandit best':<20} {'val best':<20} top pull share"]
@@ -55,61 +49,33 @@ class SharedEncoderSummary:
             top = max(t.pull_share, key=t.pull_share.__getitem__)
             lines.append(f"{t.dataset:<14} {t.policy:<16} {t.seed:>4} {t.cumulative_regret:>10.1f} {t.bandit_best:<20} "
                          f"{t.val_best:<20} {top} {t.pull_share[top]:.0%}")
-        lines.append(f"Tune results: {self.experiment_path}")
-        lines.append(f"MLflow parent run: {self.parent_run_id} (experiment {self.experiment_id}) at {self.tracking_uri}")
-        return "\n".join(lines)
+        return "\n".join(lines + self.location_lines())
 
 
-def shared_base(config: Config) -> dict[str, Any]:
-    """The fixed part of every shared-encoder trial (parsed by SharedEncoderSpec.from_dicts)."""
-    se = config.bandit.shared_encoder
-    return {
-        "seed": config.seed,
-        "data": config.data.model_dump(),
-        "shared_encoder": {
-            "decoders": list(config.bandit.arms), "encoder": config.model.encoder,
-            "latent_dim": config.model.latent_dim, "width": config.model.width, "likelihood": config.model.likelihood,
-            "epochs": se.epochs, "batch_size": config.train.batch_size, "lr": config.train.lr, "beta": config.train.beta,
-            "eval_every": se.eval_every, "eval_batch_size": se.eval_batch_size,
-            "policy_params_by_name": se.policy_params,
-        },
-    }
+class SharedEncoderMode(Mode):
+    role = "bandit-shared-encoder"
 
+    def trainable(self) -> Callable[..., Any]:
+        return tune.with_parameters(train_shared_encoder, spec=shared_encoder_spec(self.config))
 
-def run_shared_encoder(config: Config, *, yaml_text: str | None = None, address: str | None = None,
-                       tracking_uri: str | None = None, verbose: int = 1) -> SharedEncoderSummary:
-    tracker, name = start_experiment(config, yaml_text, tracking_uri, role="bandit-shared-encoder")
-    ensure_ray(address or config.resources.address, verbose)
-    with parent_run(tracker):
-        summary = _run(config, tracker, name, verbose)
-        _log_summary(tracker, summary, config.bandit.arms)
-    return summary
+    def param_space(self) -> dict[str, Any]:
+        se = self.config.bandit.shared_encoder
+        return {"dataset": tune.grid_search(se.datasets), "policy": tune.grid_search(se.policies),
+                "seed": tune.grid_search(se.seeds)}
 
+    def tune_config(self, run: RunContext) -> TuneConfig:
+        return TuneConfig(max_concurrent_trials=self.config.bandit.shared_encoder.max_concurrent,
+                          metric="regret/cumulative", mode="min", reuse_actors=True)
 
-def _run(config: Config, tracker: Tracker, name: str, verbose: int) -> SharedEncoderSummary:
-    se, arms = config.bandit.shared_encoder, config.bandit.arms
-    storage = storage_path(config.resources.storage_path)
-    resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
-    tuner = Tuner(
-        tune.with_resources(tune.with_parameters(train_shared_encoder, base=shared_base(config)), resources),
-        param_space={"dataset": tune.grid_search(se.datasets), "policy": tune.grid_search(se.policies),
-                     "seed": tune.grid_search(se.seeds)},
-        tune_config=TuneConfig(max_concurrent_trials=se.max_concurrent, metric="regret/cumulative", mode="min",
-                               reuse_actors=True),
-        run_config=RunConfig(
-            name=name, storage_path=storage, callbacks=[MlflowTrialCallback(tracker, log_images=config.tracking.log_images, retry_after_s=config.tracking.retry_s)],
-            failure_config=FailureConfig(max_failures=config.resources.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=1),
-            progress_reporter=reporter(["dataset", "policy", "seed"], {"epoch": "epoch", "regret/cumulative": "regret",
-                                                                       "val/distortion": "best head val/distortion"})
-            if verbose else None,
-            verbose=verbose,
-        ),
-    )
-    results = tuner.fit()
-    trials = [_trial_result(r, arms) for r in results]
-    return SharedEncoderSummary(trials=trials, experiment_path=str(Path(storage) / name), tracking_uri=tracker.uri,
-                                experiment_id=tracker.experiment_id, parent_run_id=tracker.parent_run_id or "")
+    def progress_columns(self) -> tuple[list[str], dict[str, str]]:
+        return ["dataset", "policy", "seed"], {"epoch": "epoch", "regret/cumulative": "regret",
+                                               "val/distortion": "best head val/distortion"}
+
+    def finish(self, results: ResultGrid, run: RunContext) -> SharedEncoderSummary:
+        arms = list(self.config.bandit.arms)
+        summary = SharedEncoderSummary(**RunSummary.location(run), trials=[_trial_result(r, arms) for r in results])
+        _log_summary(run.tracker, summary, arms)
+        return summary
 
 
 def _trial_result(result: Any, arms: list[str]) -> SharedTrialResult:

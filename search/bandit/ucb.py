@@ -1,0 +1,92 @@
+"""UCB1 over decoder arms compared at equal training: the pure part of ``bandit_tpe``.
+
+UCB1 (Auer, Cesa-Bianchi & Fischer 2002, "Finite-time analysis of the multiarmed bandit
+problem") on each arm's *best* value so far, normalised to [0, 1], with the arms compared at the
+deepest epoch every reporting arm has reached (:func:`equal_fidelity`). No Ray, no Optuna: the
+searcher (``search/bandit/searcher.py``) feeds these functions.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+MODES = ("min", "max")
+
+
+@dataclass
+class ArmStats:
+    """One arm's record, as ``BanditTPESearcher.arm_stats`` and a finished search's summary report it."""
+
+    arm: str  # decoder name
+    trials: int  # trials started on this arm
+    completed: int  # trials told to its study with a value (COMPLETE, or PRUNED after reports)
+    best: float | None  # best told value, in the metric's own units (the min for mode "min")
+
+
+def _quality(best: Sequence[float | None], mode: str, worst: float | None) -> list[float]:
+    """Each arm's best value mapped to [0, 1], 1 = the best arm; untold arms get 1 (optimism)."""
+    sign = 1.0 if mode == "min" else -1.0  # compare as losses: smaller is better
+    told = [sign * b for b in best if b is not None]
+    if not told:
+        return [1.0] * len(best)
+    lowest = min(told)
+    highest = max(told) if worst is None else sign * worst
+    if highest < max(told):
+        raise ValueError(f"worst must be no better than any arm's best, got {worst=} with {best=}")
+    if highest == lowest:  # nothing to tell the arms apart by yet
+        return [1.0 if b is None else 0.5 for b in best]
+    return [1.0 if b is None else (highest - sign * b) / (highest - lowest) for b in best]
+
+
+def equal_fidelity(curves: Sequence[Mapping[int, float]]) -> tuple[list[float | None], int | None]:
+    """Each arm's best value at the deepest step (epoch) every arm with a report has reached.
+
+    ``curves[i]`` maps a step to arm ``i``'s best value reported at that step (by any trial).
+    Returns the per-arm values at that step (None for arms with no report) and the step (None
+    when no arm has reported). An arm that reached the step through several trials counts its best.
+    """
+    reached = [max(c) for c in curves if c]
+    if not reached:
+        return [None] * len(curves), None
+    step = min(reached)
+    return [c[step] if c else None for c in curves], step
+
+
+def ucb_arm(
+    best: Sequence[float | None],
+    trials: Sequence[int],
+    mode: str,
+    exploration: float,
+    *,
+    worst: float | None = None,
+    first: Sequence[int] | None = None,
+) -> int:
+    """UCB1 on normalised best-so-far values: the index of the arm to pull next.
+
+    Arms never tried come first, in the order ``first`` (a permutation of the arm indices;
+    default: index order). Otherwise the arm maximising ``q_i + exploration * sqrt(2 ln N / n_i)``
+    wins (ties: lowest index), where ``N = sum(trials)``, ``n_i = trials[i]`` and
+    ``q_i = (worst - best_i) / (worst - best_overall)`` for mode "min" (mirrored for "max").
+    ``worst`` is a fixed floor to normalise against; left out, it is the worst of the arms' values
+    (the searcher passes values at equal fidelity, :func:`equal_fidelity`). Arms without a told
+    value get ``q = 1``; all values equal give ``q = 0.5``.
+    """
+    if len(best) != len(trials) or not best:
+        raise ValueError(f"need one best value and one trial count per arm, got {best=}, {trials=}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode=}")
+    if exploration < 0:
+        raise ValueError(f"exploration must be >= 0, got {exploration=}")
+    if any(n < 0 for n in trials):
+        raise ValueError(f"trial counts must be >= 0, got {trials=}")
+    order = range(len(trials)) if first is None else first
+    if sorted(order) != list(range(len(trials))):
+        raise ValueError(f"first must be a permutation of the {len(trials)} arm indices, got {first=}")
+    for i in order:
+        if trials[i] == 0:
+            return i
+    q = _quality(best, mode, worst)
+    log_total = math.log(sum(trials))
+    scores = [q_i + exploration * math.sqrt(2.0 * log_total / n) for q_i, n in zip(q, trials)]
+    return max(range(len(scores)), key=scores.__getitem__)  # max keeps the first of equal scores

@@ -1,0 +1,86 @@
+"""Typed, validated search configuration (the YAML a researcher writes).
+
+Every section is a pydantic model with ``extra="forbid"``; names of registered components
+(datasets, encoders, decoders, likelihoods, priors, schedules, policies) are checked against the
+registries in ``trainables``. Errors are re-raised as :class:`ConfigError`, one line per
+problem, each naming the key, the value and what is allowed.
+
+- ``params.py``: the search space (fixed values, categoricals, ranges)
+- ``sections.py``: data, model, train, search, final_eval, resources, tracking
+- ``bandit.py``: the decoder bandit's section
+- ``errors.py``: pydantic's errors as one clear line each
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from search.config.bandit import AllocationConfig, BanditConfig, SharedEncoderConfig
+from search.config.errors import error_lines
+from search.config.params import FloatRange, IntRange, SearchSpace, Strict
+from search.config.sections import (
+    DataConfig,
+    FinalEvalConfig,
+    ModelConfig,
+    ResourcesConfig,
+    ScheduleConfig,
+    SchedulerConfig,
+    SearchConfig,
+    TrackingConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "AllocationConfig", "BanditConfig", "Config", "ConfigError", "DataConfig", "FinalEvalConfig", "FloatRange",
+    "IntRange", "ModelConfig", "ResourcesConfig", "ScheduleConfig", "SchedulerConfig", "SearchConfig", "SearchSpace",
+    "SharedEncoderConfig", "TrackingConfig", "TrainConfig", "load_config", "parse_config",
+]
+
+
+class ConfigError(ValueError):
+    """A config file or mapping is invalid; the message lists every problem."""
+
+
+class Config(Strict):
+    """The whole YAML file."""
+
+    name: str = Field(default="vaesearch", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    final_eval: FinalEvalConfig = Field(default_factory=FinalEvalConfig)
+    bandit: BanditConfig = Field(default_factory=BanditConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+def parse_config(data: Any) -> Config:
+    """Validate a mapping (the parsed YAML) into a :class:`Config`; raises :class:`ConfigError`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"the config must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(error_lines(exc, Config))) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file (``yaml.safe_load``: a config never runs code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

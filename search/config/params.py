@@ -1,0 +1,123 @@
+"""The search space of the YAML: searchable values (fixed, categorical, range) per key.
+
+A key left out of ``search.space`` keeps its value from ``model`` / ``train``. Component names
+(decoders, KL schedules) and each schedule's parameter names are checked against the registries
+in ``trainables``, which declare them once.
+"""
+from __future__ import annotations
+
+from typing import Any, Union
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from trainables.decoders import DECODERS
+from trainables.schedules import SCHEDULE_PARAMETERS, schedule_parameters
+
+
+class Strict(BaseModel):
+    """Every config section: unknown keys are errors, defaults are validated too."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class _Range(Strict):
+    @model_validator(mode="after")
+    def _ordered(self) -> _Range:
+        low, high, log = self.low, self.high, self.log  # type: ignore[attr-defined]
+        if not low < high:
+            raise ValueError(f"range needs low < high, got low={low}, high={high}")
+        if log and low <= 0:
+            raise ValueError(f"a log range needs low > 0, got low={low}")
+        return self
+
+
+class FloatRange(_Range):
+    """A continuous range; ``log: true`` samples log-uniformly."""
+
+    low: float
+    high: float
+    log: bool = False
+
+
+class IntRange(_Range):
+    """An integer range (inclusive), optionally log-spaced."""
+
+    low: int
+    high: int
+    log: bool = False
+
+
+# A searchable value: fixed scalar, categorical list, or range.
+FloatParam = Union[float, list[float], FloatRange]
+IntParam = Union[int, list[int], IntRange]
+StrParam = Union[str, list[str]]
+# Schedule parameters: integers stay integers (``n_cycles: [2, 4]``).
+ScheduleParam = Union[int, float, list[int], list[float], FloatRange]
+
+#: The range models by name, for the error messages (search.config.errors).
+RANGE_MODELS: dict[str, type[BaseModel]] = {"FloatRange": FloatRange, "IntRange": IntRange}
+
+
+def _nonempty(value: Any, key: str) -> Any:
+    if isinstance(value, list) and not value:
+        raise ValueError(f"{key}: an empty list has nothing to choose from; give at least one value")
+    return value
+
+
+def check_schedule_params(name: str, params: Any) -> None:
+    """``name`` is a KL schedule a config may choose and ``params`` only its own parameters."""
+    SCHEDULE_PARAMETERS.check(name)
+    allowed = sorted(schedule_parameters(name))
+    for param in params:
+        if param not in allowed:
+            raise ValueError(f"schedule {name!r} has no parameter {param!r}; allowed: {', '.join(allowed) or '(none)'}")
+
+
+class SearchSpace(Strict):
+    """What Optuna proposes. Any key left out stays at the value in ``model``/``train``."""
+
+    beta: FloatParam | None = None
+    latent_dim: IntParam | None = None
+    lr: FloatParam | None = None
+    decoder: StrParam | None = None
+    free_bits: FloatParam | None = None
+    # schedule name -> {param: spec}; the params are conditional on that schedule being chosen.
+    schedule: dict[str, dict[str, ScheduleParam]] | None = None
+
+    @field_validator("decoder")
+    @classmethod
+    def _decoders(cls, v: StrParam | None) -> StrParam | None:
+        for name in [v] if isinstance(v, str) else (v or []):
+            DECODERS.check(name)
+        return _nonempty(v, "decoder")
+
+    @field_validator("latent_dim")
+    @classmethod
+    def _latent(cls, v: IntParam | None) -> IntParam | None:
+        values = [v.low] if isinstance(v, IntRange) else ([v] if isinstance(v, int) else (v or []))
+        if any(d < 1 for d in values):
+            raise ValueError(f"latent dimensions must be >= 1, got {v!r}")
+        return _nonempty(v, "latent_dim")
+
+    @field_validator("beta", "lr", "free_bits")
+    @classmethod
+    def _nonneg(cls, v: FloatParam | None) -> FloatParam | None:
+        values = [v.low] if isinstance(v, FloatRange) else ([v] if isinstance(v, float | int) else (v or []))
+        if any(x < 0 for x in values):
+            raise ValueError(f"must be >= 0, got {v!r}")
+        return _nonempty(v, "value")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedules(cls, v: dict[str, dict[str, ScheduleParam]] | None) -> dict[str, dict[str, ScheduleParam]] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("schedule: give at least one schedule name")
+        for name, params in v.items():
+            check_schedule_params(name, params)
+        return v
+
+    def searched(self) -> list[str]:
+        """The keys this space sets, in declaration order."""
+        return [key for key in type(self).model_fields if getattr(self, key) is not None]

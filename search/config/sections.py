@@ -1,0 +1,155 @@
+"""The fixed sections of the YAML: data, model, train, search, final_eval, resources, tracking.
+
+The defaults of the sections a trial receives (``data``, ``model``, ``train``) are the typed
+trial spec's own (``trainables.spec``): one home for each default. Here they get the bounds and
+the choices that make a bad value a clear error before anything starts.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from search.config.params import SearchSpace, Strict, check_schedule_params
+from trainables.data_sources import DATASETS
+from trainables.decoders import DECODERS
+from trainables.encoders import ENCODERS
+from trainables.likelihoods import LIKELIHOODS
+from trainables.priors import PRIORS
+from trainables.spec import DataSpec, LossSchedule, NLLSpec, TrialSpec
+from trainables.vae import ModelSpec
+
+_DATA, _MODEL, _TRIAL, _SCHEDULE, _NLL = DataSpec(), ModelSpec(), TrialSpec(), LossSchedule(), NLLSpec()
+
+
+class DataConfig(Strict):
+    name: str = _DATA.name
+    root: str | None = _DATA.root
+    binarize: Literal["dynamic", "static", "none"] = _DATA.binarize  # type: ignore[assignment]
+    resize: int | None = Field(default=_DATA.resize, ge=4)
+    val_fraction: float = Field(default=_DATA.val_fraction, gt=0, lt=1)
+    test_fraction: float = Field(default=_DATA.test_fraction, gt=0, lt=1)
+    download: bool = _DATA.download
+    max_train: int | None = Field(default=_DATA.max_train, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _dataset(cls, v: str) -> str:
+        return DATASETS.check(v)
+
+
+class ModelConfig(Strict):
+    encoder: str = _MODEL.encoder
+    decoder: str = _MODEL.decoder
+    likelihood: str = _MODEL.likelihood
+    sigma: float = Field(default=_MODEL.sigma, gt=0)
+    sigma_mode: Literal["fixed", "learned", "optimal"] = _MODEL.sigma_mode  # type: ignore[assignment]
+    latent_dim: int = Field(default=_MODEL.latent_dim, ge=1)
+    width: float = Field(default=_MODEL.width, gt=0)
+    prior: str = _MODEL.prior
+
+    @field_validator("encoder")
+    @classmethod
+    def _encoder(cls, v: str) -> str:
+        return ENCODERS.check(v)
+
+    @field_validator("decoder")
+    @classmethod
+    def _decoder(cls, v: str) -> str:
+        return DECODERS.check(v)
+
+    @field_validator("likelihood")
+    @classmethod
+    def _likelihood(cls, v: str) -> str:
+        return LIKELIHOODS.check(v)
+
+    @field_validator("prior")
+    @classmethod
+    def _prior(cls, v: str) -> str:
+        return PRIORS.check(v)
+
+
+class ScheduleConfig(Strict):
+    name: str = _SCHEDULE.name
+    params: dict[str, int | float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> ScheduleConfig:
+        check_schedule_params(self.name, self.params)
+        return self
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(default=_TRIAL.epochs, ge=1)
+    batch_size: int = Field(default=_TRIAL.batch_size, ge=1)
+    lr: float = Field(default=_TRIAL.lr, gt=0)
+    beta: float = Field(default=_SCHEDULE.beta, ge=0)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    free_bits: float = Field(default=_SCHEDULE.free_bits, ge=0)
+    grad_clip: float | None = Field(default=_TRIAL.grad_clip, gt=0)
+    eval_batch_size: int = Field(default=_TRIAL.eval_batch_size, ge=1)
+    n_images: int = Field(default=_TRIAL.n_images, ge=1, le=256)
+
+
+class FinalEvalConfig(Strict):
+    """Importance-sampled test NLL (Burda et al. 2015) at the end of the search."""
+
+    test_nll_k: int = Field(default=_NLL.k, ge=1)
+    chunk_size: int = Field(default=_NLL.chunk_size, ge=1)
+    max_examples: int | None = Field(default=_NLL.max_examples, ge=1)
+    trials: Literal["best", "all", "none"] = "best"
+
+
+class SchedulerConfig(Strict):
+    name: Literal["none", "asha"] = "none"
+    grace_period: int = Field(default=1, ge=1)
+    reduction_factor: float = Field(default=2.0, gt=1)
+
+
+class SearchConfig(Strict):
+    algorithm: Literal["optuna", "random", "bandit_tpe"] = "optuna"
+    metric: Literal["val/nelbo", "val/distortion", "val/rate"] = "val/nelbo"
+    mode: Literal["min"] = "min"  # every search metric is a loss in nats
+    num_samples: int = Field(default=16, ge=1)
+    max_concurrent: int = Field(default=2, ge=1)
+    n_startup_trials: int = Field(default=5, ge=0)
+    space: SearchSpace = Field(default_factory=SearchSpace)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    exploration: float = Field(default=1.0, ge=0)  # bandit_tpe: the UCB exploration constant
+
+    @model_validator(mode="after")
+    def _bandit_needs_arms(self) -> SearchConfig:
+        if self.algorithm == "bandit_tpe" and not (isinstance(self.space.decoder, list) and len(self.space.decoder) >= 2):
+            raise ValueError(
+                "algorithm 'bandit_tpe' picks a decoder per trial: give search.space.decoder a list of at least "
+                f"two decoders, got decoder={self.space.decoder!r}"
+            )
+        return self
+
+
+class ResourcesConfig(Strict):
+    cpu: float = Field(default=1.0, gt=0)
+    gpu: float = Field(default=0.0, ge=0)
+    storage_path: str = "./ray_results"
+    max_failures: int = Field(default=1, ge=-1)
+    address: str | None = None
+    # Checkpoints kept per trial while a search runs (the last one is kept at the end). None = all:
+    # Tune deletes an old checkpoint before its next experiment snapshot, so with a limit a driver
+    # killed in between leaves a snapshot naming a deleted checkpoint, which `vaesearch resume`
+    # cannot restore that trial from. A limit saves disk on long GPU searches at that (small) risk.
+    checkpoints_to_keep: int | None = Field(default=None, ge=1)
+
+    @field_validator("gpu")
+    @classmethod
+    def _fractional(cls, v: float) -> float:
+        if v > 1 and v != int(v):
+            raise ValueError(f"a trial takes a fraction of one GPU or a whole number of GPUs, got gpu={v}")
+        return v
+
+
+class TrackingConfig(Strict):
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "vaesearch"
+    registered_model: str | None = "vaesearch-best"
+    log_images: bool = True
+    retry_s: float = Field(default=20.0, gt=0)   # while the server is unreachable: retry queued results this often

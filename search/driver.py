@@ -1,0 +1,169 @@
+"""ONE run lifecycle for every mode: validate -> tracking (fail fast) -> parent run -> experiment
+record beside Tune's state -> MLflow callback -> Tuner -> fit -> summary -> finalisation.
+
+The driver owns MLflow (the parent run, child runs through a Tune callback) and Ray Tune's
+``Tuner`` (resources, failure and checkpoint policy, storage path, progress reporter); a mode
+(``search/modes/``) supplies only what differs: its trainable, searcher or scheduler, summary and
+plots. :func:`resume_experiment` continues any mode from the record it left
+(``vaesearch.json``): ``Tuner.restore`` with the same trainable, in the same parent run.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ray import tune
+from ray.tune import CheckpointConfig, CLIReporter, FailureConfig, ResultGrid, RunConfig, Tuner
+
+from search import adoption
+from search.callback import TRACKING_ERRORS, MlflowTrialCallback
+from search.config import Config, parse_config
+from search.connect import attach_tracking, connect_tracking, ensure_ray
+from search.experiment import ExperimentRecord, experiment_path, resolve_experiment
+from search.modes import MODES, bandit_role
+from search.modes.base import Mode, RunContext, RunSummary
+from search.modes.search import SearchSummary
+from search.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def run_search(config: Config, *, yaml_text: str | None = None, num_samples: int | None = None,
+               address: str | None = None, tracking_uri: str | None = None, verbose: int = 1) -> SearchSummary:
+    """``vaesearch run``: the search described by ``config``; returns where everything was recorded."""
+    if num_samples is not None:
+        config = config.model_copy(update={"search": config.search.model_copy(update={"num_samples": num_samples})})
+    summary = run_experiment(config, "search", yaml_text=yaml_text, address=address, tracking_uri=tracking_uri,
+                             verbose=verbose)
+    assert isinstance(summary, SearchSummary)
+    return summary
+
+
+def run_bandit(config: Config, *, yaml_text: str | None = None, address: str | None = None,
+               tracking_uri: str | None = None, verbose: int = 1) -> RunSummary:
+    """``vaesearch bandit``: the decoder bandit in ``bandit.mode`` (allocation | shared_encoder)."""
+    return run_experiment(config, bandit_role(config), yaml_text=yaml_text, address=address,
+                          tracking_uri=tracking_uri, verbose=verbose)
+
+
+def run_experiment(config: Config, role: str, *, yaml_text: str | None = None, address: str | None = None,
+                   tracking_uri: str | None = None, verbose: int = 1) -> RunSummary:
+    """Start a new run of the mode ``role`` (a key of ``search.modes.MODES``)."""
+    mode = MODES.get(role)(config)
+    tracker = connect_tracking(tracking_uri or config.tracking.uri, config.tracking.experiment)
+    name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    tracker.start_parent(config, yaml_text, run_name=name, role=role)
+    path = experiment_path(storage_path(config.resources.storage_path), name)
+    ExperimentRecord(config=config.model_dump(mode="json"), yaml_text=yaml_text, tracking_uri=tracker.uri,
+                     experiment_id=tracker.experiment_id, parent_run_id=tracker.parent_run_id or "", role=role).write(path)
+    ensure_ray(address or config.resources.address, verbose)
+    run = RunContext(config, tracker, path, verbose)
+    callback = _callback(config, tracker)
+    return _fit(mode, run, callback, lambda: _new_tuner(mode, run, callback, name))
+
+
+def resume_experiment(experiment: str, *, address: str | None = None, verbose: int = 1) -> RunSummary:
+    """Finish a run of any mode whose driver stopped (killed, crashed, Ctrl-C): ``Tuner.restore``
+    brings back the trials and the searcher's (or the bandit scheduler's) state; finished trials
+    are not rerun, unfinished ones continue from their last checkpoint; MLflow goes on in the same
+    parent run, and each trial keeps its one child run."""
+    path = resolve_experiment(experiment)
+    record = ExperimentRecord.read(path)
+    if record.role not in MODES:
+        raise ValueError(f"{path!r} was recorded by a run mode this vaesearch does not know ({record.role!r}); "
+                         f"known modes: {MODES.names()}")
+    config = parse_config(record.config)
+    mode = MODES.get(record.role)(config)
+    tracker = attach_tracking(record.tracking_uri, record.experiment_id, record.parent_run_id)
+    tracker.reopen_parent()
+    ensure_ray(address or config.resources.address, verbose)
+    run = RunContext(config, tracker, path, verbose)
+    callback = _callback(config, tracker)
+    callback.adopt_on_restore()  # the restored experiment calls this instance
+    mode.on_restore(run)
+    try:
+        return _fit(mode, run, callback, lambda: Tuner.restore(
+            path, trainable=mode.trainable(), resume_unfinished=True, resume_errored=False, restart_errored=False))
+    finally:
+        adoption.forget(run.parent_run_id)
+
+
+def storage_path(path: str) -> str:
+    return path if "://" in path else str(Path(path).expanduser().resolve())
+
+
+def reporter(parameter_columns: list[str], metric_columns: dict[str, str]) -> CLIReporter:
+    # The classic table reporter; the new output engine ignores custom columns.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    return CLIReporter(metric_columns=metric_columns, parameter_columns=parameter_columns, sort_by_metric=True,
+                       max_report_frequency=15)
+
+
+def _callback(config: Config, tracker: Tracker) -> MlflowTrialCallback:
+    return MlflowTrialCallback(tracker, log_images=config.tracking.log_images, retry_after_s=config.tracking.retry_s)
+
+
+def _new_tuner(mode: Mode, run: RunContext, callback: MlflowTrialCallback, name: str) -> Tuner:
+    """The one Tuner builder: the mode's trainable, space and TuneConfig; the driver's run policy."""
+    resources = run.config.resources
+    columns, metrics = mode.progress_columns()
+    return Tuner(
+        _with_resources(mode.trainable(), run.config),
+        param_space=mode.param_space(),
+        tune_config=mode.tune_config(run),
+        run_config=RunConfig(
+            name=name, storage_path=storage_path(resources.storage_path),
+            callbacks=[callback, *mode.callbacks(run)],
+            failure_config=FailureConfig(max_failures=resources.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=resources.checkpoints_to_keep),
+            progress_reporter=reporter(columns, metrics) if run.verbose else None, verbose=run.verbose,
+        ),
+    )
+
+
+def _with_resources(trainable: Callable[..., object], config: Config) -> Callable[..., object]:
+    return tune.with_resources(trainable, {"cpu": config.resources.cpu, "gpu": config.resources.gpu})
+
+
+def _fit(mode: Mode, run: RunContext, callback: MlflowTrialCallback, make_tuner: Callable[[], Tuner]) -> RunSummary:
+    """Fit the tuner (a new or a restored one), then summarise; the parent run ends FINISHED
+    only when that worked (a killed driver leaves it RUNNING, for ``vaesearch resume``)."""
+    with parent_run(run.tracker):
+        results = make_tuner().fit()
+        summary = mode.finish(results, run)
+        prune_checkpoints(results)
+        callback.flush(force=True)
+        summary.tracking_gap = len(callback.backlog)
+    return summary
+
+
+@contextmanager
+def parent_run(tracker: Tracker) -> Iterator[None]:
+    """The parent run ends FINISHED when the block does, FAILED when it raises; a tracking
+    server that is down by then is logged, not raised over what the block computed."""
+    status = "FAILED"
+    try:
+        yield
+        status = "FINISHED"
+    finally:
+        try:
+            tracker.finish_parent(status)
+        except TRACKING_ERRORS as exc:
+            log.warning("could not mark the MLflow parent run %s: %s", status, exc)
+
+
+def prune_checkpoints(results: ResultGrid) -> None:
+    """Once the run is over, keep only each trial's last checkpoint (what a restore needs)."""
+    for result in results:
+        if result.checkpoint is None:
+            continue
+        for checkpoint, _ in result.best_checkpoints or []:
+            if checkpoint.path != result.checkpoint.path:
+                try:
+                    checkpoint.filesystem.delete_dir(checkpoint.path)
+                except OSError as exc:  # FileNotFoundError included
+                    log.warning("could not delete the old checkpoint %s: %s", checkpoint.path, exc)

@@ -1,0 +1,90 @@
+"""The typed trial specs (``trainables.spec``): sampled values override them through one path."""
+from __future__ import annotations
+
+import pytest
+
+from trainables.spec import DataSpec, LossSchedule, SharedEncoderSpec, TrialSpec, replace_path
+from trainables.vae import ModelSpec
+
+BASE = TrialSpec(
+    data=DataSpec(name="digits", binarize="dynamic"),
+    model=ModelSpec(encoder="mlp", decoder="mlp_small", latent_dim=4, width=0.25),
+    schedule=LossSchedule(name="linear", beta=1.0, params={"warmup_fraction": 0.5}),
+    epochs=3, batch_size=64, lr=3e-3,
+)
+
+
+def test_trial_spec_merges_base_and_sampled_config() -> None:
+    spec = BASE.with_overrides({"beta": 0.5, "latent_dim": 8, "decoder": "deconv_2x2", "lr": 1e-4,
+                                "schedule": "cyclical", "schedule.cyclical.n_cycles": 2})
+    assert spec.model == ModelSpec(encoder="mlp", decoder="deconv_2x2", latent_dim=8, width=0.25)
+    assert spec.schedule == LossSchedule(name="cyclical", beta=0.5, params={"n_cycles": 2}, free_bits=0.0)
+    assert spec.lr == 1e-4 and spec.epochs == 3 and spec.batch_size == 64
+    # no override: the base schedule and its params stay
+    spec = BASE.with_overrides({})
+    assert spec.schedule.name == "linear" and spec.schedule.params == {"warmup_fraction": 0.5}
+    assert spec.vae_config((1, 8, 8)).latent_dim == 4
+
+
+def test_dotted_paths_and_search_names_set_the_same_field() -> None:
+    assert BASE.with_overrides({"model.decoder": "deconv_4x4"}) == BASE.with_overrides({"decoder": "deconv_4x4"})
+    assert BASE.with_overrides({"schedule.beta": 2.0}).schedule.beta == 2.0
+    assert BASE.with_overrides({"model.width": 0.5, "data.max_train": 100}).data.max_train == 100
+    sampled = BASE.with_overrides({"seed": 7})
+    assert sampled.seed == 7 and sampled.data_seed == BASE.data_seed  # the split stays the search's
+
+
+def test_conditional_schedule_params_apply_only_to_the_chosen_schedule() -> None:
+    spec = BASE.with_overrides({"schedule": "constant", "schedule.linear.warmup_fraction": 0.9})
+    assert spec.schedule.name == "constant" and spec.schedule.params == {}
+    spec = BASE.with_overrides({"schedule.linear.warmup_fraction": 0.9})  # the base schedule, new param
+    assert spec.schedule.params == {"warmup_fraction": 0.9}
+
+
+def test_free_bits_pseudo_schedule_is_constant_beta_with_free_bits() -> None:
+    spec = BASE.with_overrides({"schedule": "free_bits", "schedule.free_bits.lam": 0.2})
+    assert spec.schedule == LossSchedule(name="constant", beta=1.0, params={}, free_bits=0.2)
+    assert BASE.with_overrides({"schedule": "free_bits"}).schedule.free_bits == 0.5  # λ's default
+
+
+@pytest.mark.parametrize(("sampled", "message"), [
+    ({"lerning_rate": 1.0}, r"unknown TrialSpec key 'lerning_rate'.*'lr'"),
+    ({"decoder": "pixelcnn"}, r"unknown decoder 'pixelcnn'"),
+    ({"schedule": "cosine"}, r"unknown schedule 'cosine'"),
+    ({"schedule": "linear", "schedule.linear.warmup": 0.3}, r"'linear' has no parameter.*warmup_fraction"),
+    ({"lr.x": 1.0}, r"TrialSpec.lr has no field 'x'"),
+])
+def test_unknown_sampled_keys_are_errors(sampled: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        BASE.with_overrides(sampled)
+
+
+def test_replace_path_copies_and_leaves_the_original() -> None:
+    copy = replace_path(BASE, "model.latent_dim", 32)
+    assert copy.model.latent_dim == 32 and BASE.model.latent_dim == 4
+
+
+SHARED = SharedEncoderSpec(
+    data=DataSpec(name="mnist5k", binarize="static"), decoders=("mlp_small", "mlp_large"), policy="epsilon_greedy",
+    policy_params_by_name={"epsilon_greedy": {"epsilon": 0.1}, "ucb1": {"c": 2.0}}, epochs=2, seed=3, data_seed=3,
+)
+
+
+def test_shared_encoder_spec_takes_the_grid_values() -> None:
+    assert SHARED.policy_params == {"epsilon": 0.1} and SHARED.seed == SHARED.data_seed == 3
+    spec = SHARED.with_overrides({"dataset": "digits", "policy": "thompson", "seed": 7})
+    assert spec.data == DataSpec(name="digits", binarize="static")
+    assert spec.policy == "thompson" and spec.policy_params == {}  # ε belongs to ε-greedy only
+    assert spec.seed == 7 and spec.data_seed == 3  # the seed grid varies the model, not the split
+    assert SHARED.with_overrides({"policy": "ucb1"}).policy_params == {"c": 2.0}
+
+
+def test_shared_encoder_spec_refuses_bad_settings() -> None:
+    with pytest.raises(ValueError, match="unknown SharedEncoderSpec key"):
+        SHARED.with_overrides({"lerning_rate": 1.0})
+    with pytest.raises(ValueError, match="unknown decoder"):
+        SharedEncoderSpec(decoders=("mlp_tiny",))
+    with pytest.raises(ValueError, match="ucb1.*epsilon"):
+        SharedEncoderSpec(policy="ucb1", policy_params_by_name={"ucb1": {"epsilon": 0.3}})
+    with pytest.raises(ValueError, match="eval_every"):
+        SHARED.with_overrides({"eval_every": 0})

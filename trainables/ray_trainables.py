@@ -1,0 +1,131 @@
+"""The Ray Tune function trainables: a VAE trial and a shared-encoder bandit trial.
+
+Each gets its typed spec from the driver (``tune.with_parameters``) and Tune's sampled values as
+``config``; every epoch it trains, evaluates and calls ``tune.report(metrics, checkpoint=...)``.
+A checkpoint at every report is what lets a scheduler pause the trial and Tune restart it
+elsewhere from ``tune.get_checkpoint()``, making exactly the choices it would have made.
+Images (reconstructions, prior samples) are written into the checkpoint directory, so the
+driver can log them to MLflow without the workers knowing where MLflow is.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from ray import tune
+
+from trainables.checkpoint import RECONSTRUCTIONS_PNG, SAMPLES_PNG, TrainState, load_checkpoint, save_checkpoint
+from trainables.device import pick_device
+from trainables.final_eval import evaluate_test_set
+from trainables.images import reconstruction_pairs, save_png
+from trainables.metrics import evaluate
+from trainables.policies import build_policy
+from trainables.shared_encoder.checkpoint import load_state, save_state
+from trainables.shared_encoder.loop import (
+    SharedEncoderProgress,
+    epoch_metrics,
+    total_steps,
+    train_shared_epoch,
+    validation_batch,
+)
+from trainables.shared_encoder.model import SharedEncoderVAE, build_shared_model
+from trainables.spec import SharedEncoderSpec, TrialSpec
+from trainables.train_loop import steps_per_epoch, train_epoch
+from trainables.vae import VAE, build_vae
+
+N_HEAD_IMAGES = 8  # images per row of the shared-encoder's per-head grids
+
+
+def train_vae(config: Mapping[str, Any], spec: TrialSpec) -> None:
+    """Ray Tune entry point; ``config`` = sampled hyperparameters, ``spec`` = the fixed settings."""
+    spec = spec.with_overrides(config)
+    device = pick_device()
+    torch.manual_seed(spec.seed)
+    data = spec.data.load(seed=spec.data_seed).to(device)
+    model = build_vae(spec.vae_config(data.shape)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    batch_rng = torch.Generator().manual_seed(spec.seed)
+    state = TrainState(epoch=0, step=0)
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = load_checkpoint(directory, model, optimizer, batch_rng)
+
+    total = spec.epochs * steps_per_epoch(data.train.shape[0], spec.batch_size)
+    fixed_images = data.val[: spec.n_images // 2]
+    for epoch in range(state.epoch, spec.epochs):
+        stats = train_epoch(
+            model, optimizer, data.train, batch_size=spec.batch_size, schedule=spec.schedule,
+            step=state.step, total_steps=total, binarize=data.binarize, generator=batch_rng,
+            grad_clip=spec.grad_clip,
+        )
+        state = TrainState(epoch=epoch + 1, step=state.step + stats.steps)
+        metrics: dict[str, Any] = {**stats.as_metrics(), **evaluate(model, data.val, batch_size=spec.eval_batch_size).as_metrics("val")}
+        metrics["epoch"] = state.epoch
+        if state.epoch == spec.epochs and spec.test_nll is not None:
+            metrics.update(evaluate_test_set(model, data, spec.test_nll, eval_batch_size=spec.eval_batch_size, seed=spec.seed))
+        with tempfile.TemporaryDirectory() as directory:
+            save_checkpoint(directory, model, optimizer, state, batch_rng)
+            write_images(model, fixed_images, directory, n_samples=spec.n_images, seed=spec.seed)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def train_shared_encoder(config: Mapping[str, Any], spec: SharedEncoderSpec) -> None:
+    """Ray Tune entry point of one shared-encoder trial; ``config`` = Tune's grid values
+    (``dataset``, ``policy``, ``seed``), ``spec`` = the fixed settings."""
+    spec = spec.with_overrides(config)
+    device = pick_device()
+    torch.manual_seed(spec.seed)
+    data = spec.data.load(seed=spec.data_seed).to(device)
+    model = build_shared_model(spec, data.shape).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    budget = total_steps(spec, data.train.shape[0])
+    policy = build_policy(spec.policy, len(spec.decoders), budget=budget, seed=spec.seed, **spec.policy_params)
+    batch_rng = torch.Generator().manual_seed(spec.seed)
+    progress = SharedEncoderProgress.start(len(spec.decoders))
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            progress = load_state(directory, model, optimizer, policy, batch_rng)
+
+    val_batch = validation_batch(data, spec.eval_batch_size)  # (≤ eval_batch_size, C, H, W)
+    for _ in range(progress.epoch, spec.epochs):
+        progress = train_shared_epoch(model, optimizer, policy, data, spec, progress, val_batch, generator=batch_rng)
+        metrics = epoch_metrics(spec, progress, policy)
+        with tempfile.TemporaryDirectory() as directory:
+            save_state(directory, model, optimizer, policy, progress, batch_rng, spec=spec)
+            write_head_images(model, val_batch[:N_HEAD_IMAGES], directory, seed=spec.seed)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def write_images(model: VAE, originals: torch.Tensor, directory: str | Path, *, n_samples: int, seed: int) -> None:
+    """Reconstructions (original rows above their reconstructions) and prior samples, as PNG."""
+    model.eval()
+    cols = max(1, math.ceil(math.sqrt(2 * originals.shape[0])))
+    pairs = reconstruction_pairs(originals, model.reconstruct(originals), cols)
+    save_png(pairs, Path(directory) / RECONSTRUCTIONS_PNG, nrow=cols)
+    generator = torch.Generator(device=originals.device).manual_seed(seed)
+    save_png(model.sample(n_samples, generator=generator), Path(directory) / SAMPLES_PNG)
+
+
+def write_head_images(model: SharedEncoderVAE, originals: torch.Tensor, directory: str | Path, *, seed: int) -> None:
+    """Reconstructions (the originals' row, then one row per head) and prior samples (one row
+    per head, the same z for every head, so rows differ only by decoder)."""
+    was_training = model.training
+    model.eval()  # BatchNorm on running statistics, and no update of them
+    try:
+        n = originals.shape[0]
+        rows = [originals] + [model.reconstruct(originals, k) for k in range(len(model.heads))]
+        save_png(torch.cat(rows), Path(directory) / RECONSTRUCTIONS_PNG, nrow=n)
+        generator = torch.Generator(device=originals.device).manual_seed(seed)
+        z = model.prior.sample(n, device=originals.device, generator=generator)  # (n, D)
+        with torch.no_grad():
+            samples = [model.likelihood.mean(head(z)) for head in model.heads]  # K × (n, C, H, W)
+        save_png(torch.cat(samples), Path(directory) / SAMPLES_PNG, nrow=n)
+    finally:
+        model.train(was_training)

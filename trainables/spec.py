@@ -1,0 +1,230 @@
+"""The typed trial specs: everything one Ray Tune trial needs, as frozen dataclasses.
+
+The search driver builds a spec once from the validated config (``search/trial_specs.py``) and
+hands it to the trainable as is (``tune.with_parameters``); Tune's sampled values override it
+through one generic path, :meth:`TrialSpec.with_overrides`. A sampled key is a dotted path of
+the spec (``model.decoder``, ``schedule.beta``, ``lr``) or one of the short search names of
+:data:`SEARCH_NAMES` (``decoder``, ``beta``; the names a search space, Tune's progress table and
+MLflow's child-run params use), plus the KL schedule's conditional keys (``schedule`` and
+``schedule.<name>.<param>``, see :meth:`LossSchedule.choose`). An unknown key is an error.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from trainables.data import DatasetSplits, load_dataset
+from trainables.decoders import DECODERS
+from trainables.policies import POLICIES, build_policy, policy_parameters
+from trainables.schedules import FREE_BITS_SCHEDULE, KLWeight, kl_weight, schedule_parameters
+from trainables.vae import ModelSpec
+
+S = TypeVar("S")
+
+DECODER_KEY = "decoder"  # the decoder's search name: what the decoder bandit's arms are keyed by
+
+#: Short search names -> the dotted path of :class:`TrialSpec` they set.
+SEARCH_NAMES: Mapping[str, str] = {
+    "latent_dim": "model.latent_dim",
+    DECODER_KEY: "model.decoder",
+    "encoder": "model.encoder",
+    "width": "model.width",
+    "prior": "model.prior",
+    "beta": "schedule.beta",
+    "free_bits": "schedule.free_bits",
+}
+SCHEDULE_KEY = "schedule"          # the sampled schedule name
+SCHEDULE_PARAM_PREFIX = "schedule."  # + "<schedule>.<param>": conditional on that schedule
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which dataset, and how it is split, resized and binarised (``trainables.data``)."""
+
+    name: str = "mnist5k"
+    root: str | None = None
+    binarize: str = "dynamic"
+    resize: int | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    download: bool = True
+    max_train: int | None = None
+
+    def load(self, seed: int) -> DatasetSplits:
+        return load_dataset(
+            self.name, root=self.root, binarize=self.binarize, resize=self.resize,
+            val_fraction=self.val_fraction, test_fraction=self.test_fraction, seed=seed,
+            download=self.download, max_train=self.max_train,
+        )
+
+
+@dataclass(frozen=True)
+class LossSchedule:
+    """The β-VAE objective's knobs: β_t from a named schedule, plus free bits."""
+
+    name: str = "constant"
+    beta: float = 1.0
+    params: dict[str, float] = field(default_factory=dict)
+    free_bits: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name == FREE_BITS_SCHEDULE:  # the pseudo-schedule: constant β with free bits λ
+            params = dict(self.params)
+            lam = float(params.pop("lam", self.free_bits or schedule_parameters(FREE_BITS_SCHEDULE)["lam"]))
+            object.__setattr__(self, "name", "constant")
+            object.__setattr__(self, "free_bits", lam)
+            object.__setattr__(self, "params", params)
+        allowed = schedule_parameters(self.name)  # unknown names and params fail here, not mid-trial
+        unknown = sorted(set(self.params) - set(allowed))
+        if unknown:
+            raise ValueError(f"KL schedule {self.name!r} has no parameter(s) {unknown}; allowed: {sorted(allowed)}")
+
+    def weight(self, step: int, total_steps: int) -> KLWeight:
+        return kl_weight(self.name, step, total_steps, self.beta, **self.params)
+
+    def weights(self, step: int, total_steps: int, n_steps: int) -> list[KLWeight]:
+        """β_t for the ``n_steps`` steps from ``step``: computed before the epoch, off the hot loop."""
+        return [self.weight(step + i, total_steps) for i in range(n_steps)]
+
+    def choose(self, name: str | None, conditional: Mapping[str, Any]) -> LossSchedule:
+        """This schedule with a sampled schedule ``name`` (None: keep it) and its sampled
+        parameters: of ``conditional`` ({"<schedule>.<param>": value}) only the chosen
+        schedule's apply. The parameters written for this schedule stay only if it is kept."""
+        chosen = self.name if name is None else name
+        params = dict(self.params) if chosen == self.name else {}
+        prefix = f"{chosen}."
+        params.update({k[len(prefix):]: v for k, v in conditional.items() if k.startswith(prefix)})
+        return LossSchedule(name=chosen, beta=self.beta, params=params, free_bits=self.free_bits)
+
+
+@dataclass(frozen=True)
+class NLLSpec:
+    """Importance-sampled test NLL (Burda et al. 2015): k samples, in chunks."""
+
+    k: int = 5000
+    chunk_size: int = 500
+    max_examples: int | None = None
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One VAE trial: data, model, objective and training knobs."""
+
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    schedule: LossSchedule = field(default_factory=LossSchedule)
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    grad_clip: float | None = None
+    eval_batch_size: int = 500
+    n_images: int = 64
+    seed: int = 0        # model init, batch order, sampling (a sampled "seed" overrides it)
+    data_seed: int = 0   # the train/val/test split: the same for every trial of a search
+    test_nll: NLLSpec | None = None   # set: compute test/nll at the end of this trial
+
+    def with_overrides(self, sampled: Mapping[str, Any] | None) -> TrialSpec:
+        """This spec with Tune's sampled values (see the module docstring for the key names)."""
+        sampled = dict(sampled or {})
+        conditional = {k[len(SCHEDULE_PARAM_PREFIX):]: sampled.pop(k) for k in list(sampled)
+                       if k.startswith(SCHEDULE_PARAM_PREFIX) and k.count(".") == 2}
+        spec = self
+        if SCHEDULE_KEY in sampled or conditional:
+            spec = dataclasses.replace(spec, schedule=spec.schedule.choose(sampled.pop(SCHEDULE_KEY, None), conditional))
+        for key, value in sampled.items():
+            spec = replace_path(spec, SEARCH_NAMES.get(key, key), value, aliases=SEARCH_NAMES)
+        return spec
+
+    def vae_config(self, shape: tuple[int, int, int]):  # noqa: ANN201 (a VAEConfig)
+        return self.model.vae_config(shape)
+
+
+@dataclass(frozen=True)
+class SharedEncoderSpec:
+    """One shared-encoder trial: the data, the K decoder heads, the policy and the training knobs."""
+
+    data: DataSpec = field(default_factory=DataSpec)
+    decoders: tuple[str, ...] = tuple(DECODERS)
+    encoder: str = "conv"
+    latent_dim: int = 16
+    width: float = 0.25
+    likelihood: str = "bernoulli"
+    policy: str = "epsilon_greedy"
+    # Knobs per policy name; a policy left out keeps its own defaults (ε-greedy's ε = 0.3 is the
+    # reference's). Per name, because a trial grid varies the policy and knobs belong to one.
+    policy_params_by_name: dict[str, dict[str, Any]] = field(default_factory=dict)
+    epochs: int = 5
+    batch_size: int = 100
+    lr: float = 1e-3
+    beta: float = 1.0
+    eval_every: int = 20
+    eval_batch_size: int = 500
+    seed: int = 0       # model init, batch order, the policy's coin flips (a sampled "seed" overrides it)
+    data_seed: int = 0  # the train/val split: the same for every trial of a search
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "decoders", tuple(self.decoders))
+        object.__setattr__(self, "policy_params_by_name", {k: dict(v) for k, v in self.policy_params_by_name.items()})
+        if not self.decoders or len(set(self.decoders)) != len(self.decoders):
+            raise ValueError(f"decoders must be a non-empty list of distinct names, got decoders={list(self.decoders)}")
+        for name in self.decoders:
+            DECODERS.check(name)
+        for name in ("epochs", "batch_size", "eval_every", "eval_batch_size", "latent_dim"):
+            _check_number(name, getattr(self, name), integer=True, minimum=0, strict=True)
+        _check_number("lr", self.lr, integer=False, minimum=0, strict=True)
+        _check_number("beta", self.beta, integer=False, minimum=0, strict=False)
+        for name, params in self.policy_params_by_name.items():
+            unknown = sorted(set(params) - set(policy_parameters(name)))
+            if unknown:
+                raise ValueError(f"policy {name!r} has no parameter(s) {unknown}; allowed: {sorted(policy_parameters(name))}")
+        # The policy validates its own name and knobs; a budget of K pulls is the least it accepts.
+        build_policy(self.policy, len(self.decoders), budget=len(self.decoders), seed=0, **self.policy_params)
+
+    @property
+    def policy_params(self) -> dict[str, Any]:
+        """The knobs of this trial's policy."""
+        POLICIES.check(self.policy)
+        return dict(self.policy_params_by_name.get(self.policy, {}))
+
+    def with_overrides(self, sampled: Mapping[str, Any] | None) -> SharedEncoderSpec:
+        """This spec with Tune's grid values: ``dataset`` (-> ``data.name``), ``policy``, ``seed``,
+        or any dotted path of the spec."""
+        spec = self
+        for key, value in (sampled or {}).items():
+            spec = replace_path(spec, SHARED_ENCODER_NAMES.get(key, key), value, aliases=SHARED_ENCODER_NAMES)
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["decoders"] = list(self.decoders)  # JSON has no tuples
+        return d
+
+
+SHARED_ENCODER_NAMES: Mapping[str, str] = {"dataset": "data.name"}
+
+
+def replace_path(spec: S, path: str, value: Any, aliases: Mapping[str, str] | None = None) -> S:
+    """A copy of the frozen dataclass ``spec`` with the field at dotted ``path`` set to ``value``
+    (nested dataclasses are copied along the way; their validation runs again)."""
+    head, _, rest = path.partition(".")
+    names = [f.name for f in dataclasses.fields(spec)]  # type: ignore[arg-type]
+    if head not in names:
+        valid = sorted({*names, *(aliases or {})})
+        raise ValueError(f"unknown {type(spec).__name__} key {path!r}; valid keys: {valid} (or a dotted path below them)")
+    current = getattr(spec, head)
+    if rest:
+        if not dataclasses.is_dataclass(current):
+            raise ValueError(f"{type(spec).__name__}.{head} has no field {rest!r}: it is a {type(current).__name__}")
+        value = replace_path(current, rest, value)
+    return dataclasses.replace(spec, **{head: value})  # type: ignore[type-var]
+
+
+def _check_number(name: str, value: Any, *, integer: bool, minimum: float, strict: bool) -> None:
+    """An int (or real) knob >= ``minimum`` (> when ``strict``); bools are config mistakes."""
+    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    ok = ok and value == value and abs(value) != float("inf") and (value > minimum if strict else value >= minimum)
+    if not ok:
+        kind = "an int" if integer else "a finite number"
+        raise ValueError(f"{name} must be {kind} {'>' if strict else '>='} {minimum}, got {name}={value!r}")
