@@ -32,7 +32,7 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/trainable_overhead.py
 
-# The searcher and bandit comparison on the recorded learning-curve table (README, "Benchmarks").
+# The searcher and bandit comparison on the recorded learning-curve table (benchmarks/README.md).
 TABLE := benchmarks/data/mnist5k-w0.0625
 replay: $(STAMP)
 	for w in 1 2; do $(BIN)/python -m benchmarks.replay --table $(TABLE) --seeds 100 --workers $$w \

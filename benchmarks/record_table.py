@@ -43,7 +43,7 @@ from benchmarks.table import (
 
 log = logging.getLogger("record_table")
 
-# The issue's grid: the five seed decoders × β × latent size × schedule, two seeds.
+# The issue's grid: the five decoders of reference 003 × β × latent size × schedule, two seeds.
 DEFAULT_GRID: dict[str, list[Any]] = {
     "decoder": ["mlp_small", "mlp_large", "deconv_2x2", "deconv_4x4", "linear_deconv_selu"],
     "beta": [0.25, 0.5, 1.0, 2.0, 4.0],
@@ -51,7 +51,7 @@ DEFAULT_GRID: dict[str, list[Any]] = {
     "schedule": ["constant", "linear", "cyclical", "free_bits"],
     "seed": [0, 1],
 }
-# Sized for 2 CPU cores: width 1/16 of the seed decoders' channels, 1,000 training digits,
+# Sized for 2 CPU cores: width 1/16 of the reference decoders' channels, 1,000 training digits,
 # batch 50 (20 steps per epoch), 20 epochs. See benchmarks/data/README.md for the measured cost.
 DEFAULT_SETTINGS: dict[str, Any] = {
     "dataset": "mnist5k", "epochs": 20, "width": 0.0625, "max_train": 1000, "batch_size": 50, "lr": 1e-3,

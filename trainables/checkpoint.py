@@ -28,6 +28,26 @@ class TrainState:
     step: int       # optimiser steps completed
 
 
+def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        generator: torch.Generator, **extra: Any) -> None:
+    """``state.pt``: weights, optimiser, the RNG states and ``extra`` (tensors, numbers, strings)."""
+    blob = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), **rng_state(generator), **extra}
+    torch.save(blob, path / STATE_FILE)
+
+
+def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                        generator: torch.Generator | None) -> dict[str, Any]:
+    """Restore weights (and the optimiser and RNGs when given) in place from ``state.pt``; returns
+    the whole blob for the caller's own entries. ``weights_only=True``: no pickle is executed."""
+    blob = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    model.load_state_dict(blob["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(blob["optimizer"])
+    if generator is not None:
+        restore_rng_state(blob, generator)
+    return blob
+
+
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
     """The global torch RNGs (CPU and CUDA) and the batch-order ``generator``, as tensors."""
     return {
@@ -50,8 +70,7 @@ def save_checkpoint(
     generator: torch.Generator,
 ) -> None:
     directory = Path(directory)
-    blob = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": state.epoch, "step": state.step}
-    torch.save({**blob, **rng_state(generator)}, directory / STATE_FILE)
+    save_training_state(directory, model, optimizer, generator, epoch=state.epoch, step=state.step)
     (directory / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2))
 
 
@@ -59,12 +78,7 @@ def load_checkpoint(
     directory: str | Path, model: VAE, optimizer: torch.optim.Optimizer | None, generator: torch.Generator | None,
 ) -> TrainState:
     """Restore weights (and optimiser / RNG state when given) in place; returns the progress made."""
-    blob = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
-    model.load_state_dict(blob["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(blob["optimizer"])
-    if generator is not None:
-        restore_rng_state(blob, generator)
+    blob = load_training_state(Path(directory), model, optimizer, generator)
     return TrainState(epoch=int(blob["epoch"]), step=int(blob["step"]))
 
 

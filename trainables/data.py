@@ -7,7 +7,7 @@ Binarisation follows the VAE literature: *dynamic* binarisation resamples a Bern
 from the grey levels for every training batch (Burda et al. 2015, IWAE), while validation and
 test are binarised once with a fixed seed so scores are comparable across trials; *static*
 binarisation samples every split once (fixed binarisation, Salakhutdinov & Murray 2008,
-about 2 nats worse). The 32x32 resize is the multi-armed-bandit VAE protocol (seed 003).
+about 2 nats worse). The 32x32 resize is the multi-armed-bandit VAE protocol (reference 003).
 The datasets themselves (where their images come from) are registered in
 ``data_sources.py``; file formats and downloads live in ``data_formats.py``.
 """

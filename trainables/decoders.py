@@ -1,8 +1,8 @@
-"""The five candidate decoders of the multi-armed-bandit VAE (seed 003): the bandit's arms.
+"""The five candidate decoders of the multi-armed-bandit VAE (reference 003): the bandit's arms.
 
 Abecidan's multi-armed-bandit VAE shares one convolutional encoder between K decoders
 and lets an epsilon-greedy bandit decide which decoder trains on each minibatch. The
-five arms, registered here in seed order (list index = seed decoder number):
+five arms, registered here in the reference's order (list index = its decoder number):
 
 0. ``mlp_small``: MLP, hidden [128, 256, 512] -> C*H*W.
 1. ``mlp_large``: MLP, hidden [256, 512, 1024] -> C*H*W.
@@ -14,7 +14,7 @@ five arms, registered here in seed order (list index = seed decoder number):
 Every decoder maps z (B, D) to unconstrained per-pixel parameters (B, C, H, W) (logits
 for a Bernoulli, pre-sigmoid means for a Gaussian; the likelihood interprets them).
 
-Adapting the seed's 32x32 architectures to any (C, H, W) with H == W >= 8: the channel
+Adapting the reference's 32x32 architectures to any (C, H, W) with H == W >= 8: the channel
 list gives one transposed conv per entry (entry i -> entry i + 1, the last keeps its
 width). Each stride-2 transposed conv (4x4, padding 1) doubles the spatial size; the
 first layers are stride-2 while the size is below the target, the remaining layers of
@@ -23,7 +23,7 @@ target, stride-2 layers with the last width are appended. A final 3x3 conv maps 
 channels and, if the size overshoots the target (32 for 28), the map is center-cropped.
 So 8x8 from 2x2 uses 2 stride-2 stages, 32x32 from 2x2 uses 4, 28x28 reaches 32 and
 crops. All hidden units and channels are scaled by ``width`` as ``max(4, round(c * width))``:
-the seed widths (1024 channels) are GPU-sized, 0.125-0.25 trains in minutes on a CPU.
+the reference-003 widths (1024 channels) are GPU-sized, 0.125-0.25 trains in minutes on a CPU.
 """
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ class DeconvDecoder(nn.Module):
         fan_in = latent_dim
         if bottleneck is not None:
             # Deliberately no activation: this arm sees z only through a rank-`bottleneck`
-            # linear projection, which is what distinguishes it in the seed.
+            # linear projection, which is what distinguishes it in the reference.
             layers.append(nn.Linear(latent_dim, bottleneck))
             fan_in = bottleneck
         c0 = channels[0]
@@ -173,7 +173,7 @@ class DeconvArm:
         )
 
 
-# Insertion order is the seed's decoder numbering (0..4).
+# Insertion order is the reference's decoder numbering (0..4).
 DECODERS: Registry[MLPArm | DeconvArm] = Registry("decoder", {
     "mlp_small": MLPArm(
         hidden=(128, 256, 512), description="MLP, hidden [128, 256, 512], ReLU"
@@ -211,7 +211,7 @@ DECODER_DESCRIPTIONS: dict[str, str] = {name: arm.description for name, arm in D
 
 
 def available_decoders() -> list[str]:
-    """Registered decoder names; the index of a name is its seed decoder number."""
+    """Registered decoder names; the index of a name is its decoder number in reference 003."""
     return DECODERS.names()
 
 

@@ -5,7 +5,7 @@ Two encoders are registered by name:
 - ``mlp``: flatten -> hidden [512, 256] with ReLU -> (mu, logvar), the MLP
   recognition model of Kingma & Welling 2014.
 - ``conv``: the shared convolutional encoder of the multi-armed-bandit VAE
-  (seed 003): stride-2 4x4 convolutions with BatchNorm + LeakyReLU, channels
+  (reference 003): stride-2 4x4 convolutions with BatchNorm + LeakyReLU, channels
   [32, 64, 128, 256], as many stages as keep the feature map at least 2x2
   (so 32x32 uses 4 stages, 28x28 uses 3, 8x8 uses 2), then flatten -> linear.
 

@@ -6,13 +6,13 @@ arm's seeds) goes to a policy from :mod:`trainables.policies` (successive halvin
 UCB, ...), which decides the next arm. The pulled trial then CONTINUEs (the policy wants it again),
 PAUSEs (another arm's turn: Tune saves its last checkpoint and later resumes it, possibly on
 another node, from ``tune.get_checkpoint()``) or STOPs (eliminated, or the answer is known, or the
-epoch budget is spent). The event handling is here; the bookkeeping is in :class:`_Ledger`.
+epoch budget is spent). The event handling is here; the bookkeeping is in :class:`Ledger`.
 """
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
@@ -20,72 +20,14 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from search.adoption import adopt, adopted
+from search.bandit.ledger import WAITING, Ledger, PullRecord
 from trainables.policies import Policy
-from trainables.spec import DECODER_KEY
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
 
 log = logging.getLogger(__name__)
 
-ARM_KEY = DECODER_KEY   # the trial config key that names the arm
-_WAITING = (Trial.PENDING, Trial.PAUSED)
-
-
-@dataclass
-class PullRecord:
-    arm: int
-    trial_id: str
-    arm_epochs: int      # epochs this arm has trained in total (all its seeds) after the pull
-    budget_used: int     # epochs spent on all arms after the pull
-    reward: float
-
-
-@dataclass
-class _Ledger:
-    """Bookkeeping: which trial is which arm, epochs spent, the pull history."""
-
-    arms: list[str]
-    trials: dict[int, list[Trial]] = field(default_factory=dict)
-    epochs_in_pull: dict[str, int] = field(default_factory=dict)
-    last_metric: dict[str, float] = field(default_factory=dict)
-    arm_epochs: list[int] = field(default_factory=list)
-    budget_used: int = 0
-    history: list[PullRecord] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.arm_epochs = [0] * len(self.arms)
-
-    def arm_of(self, trial: Trial) -> int:
-        name = trial.config.get(ARM_KEY)
-        if name not in self.arms:
-            raise ValueError(f"trial {trial} has {ARM_KEY}={name!r}, which is not an arm; arms: {self.arms}")
-        return self.arms.index(name)
-
-    def add(self, trial: Trial) -> None:
-        self.trials.setdefault(self.arm_of(trial), []).append(trial)
-        self.epochs_in_pull.setdefault(trial.trial_id, 0)
-
-    def epoch(self, trial: Trial, value: float) -> int:
-        """Count one epoch of ``trial``; returns the epochs done in its current pull."""
-        self.epochs_in_pull[trial.trial_id] += 1
-        self.arm_epochs[self.arm_of(trial)] += 1
-        self.budget_used += 1
-        self.last_metric[trial.trial_id] = value
-        return self.epochs_in_pull[trial.trial_id]
-
-    def arm_reward(self, arm: int) -> float:
-        """−metric averaged over the arm's seeds that have reported (higher is better)."""
-        values = [self.last_metric[t.trial_id] for t in self.trials.get(arm, []) if t.trial_id in self.last_metric]
-        return -sum(values) / len(values)
-
-    def waiting(self, arm: int) -> list[Trial]:
-        """The arm's trials that can be (re)started, least-trained seed first."""
-        trials = [t for t in self.trials.get(arm, []) if t.status in _WAITING and not t.is_saving]
-        return sorted(trials, key=lambda t: int((t.last_result or {}).get("training_iteration", 0)))
-
-    def in_flight(self) -> int:
-        return sum(1 for ts in self.trials.values() for t in ts if t.status == Trial.RUNNING)
 
 
 class BanditAllocationScheduler(TrialScheduler):
@@ -117,7 +59,7 @@ class BanditAllocationScheduler(TrialScheduler):
         # Concurrency is ours to enforce: Tune's max_concurrent_trials counts paused trials as live
         # and would never create the next arm's trial while one arm is paused.
         self.max_concurrent = max_concurrent
-        self.ledger = _Ledger(arms=list(arms))
+        self.ledger = Ledger(arms=list(arms))
         self.done = False
         self._chosen: Trial | None = None   # returned by choose_trial_to_run, not started yet
         self._next_arm: int | None = None   # the policy's choice made at the end of the last pull
@@ -129,6 +71,13 @@ class BanditAllocationScheduler(TrialScheduler):
 
     def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
         self.ledger.add(trial)
+        if "training_iteration" in trial.last_result:  # a trial of a restored run (``vaesearch resume``)
+            self._catch_up(trial)
+        if trial.status == Trial.PENDING and trial.checkpoint is not None:
+            # A trial of a restored run (``vaesearch resume``) that had trained: Tune would start
+            # every PENDING trial whatever the policy says, so it waits PAUSED for its turn (set
+            # before Tune files it by status, right after this call).
+            trial.set_status(Trial.PAUSED)
 
     def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
         if self._chosen is trial:
@@ -151,7 +100,7 @@ class BanditAllocationScheduler(TrialScheduler):
         pass
 
     def choose_trial_to_run(self, tune_controller: TuneController) -> Trial | None:
-        if self._chosen is not None and self._chosen.status in _WAITING:
+        if self._chosen is not None and self._chosen.status in WAITING:
             return self._chosen  # idempotent until it starts
         self._chosen = None
         self._stop_finished_arms(tune_controller)
@@ -164,6 +113,10 @@ class BanditAllocationScheduler(TrialScheduler):
             if pulls_in_flight == 0:
                 self._finish(tune_controller)
             return None
+        interrupted = self.ledger.interrupted_pull()
+        if interrupted is not None:  # a pull cut by a restart (a resumed run) finishes first
+            self._chosen = interrupted
+            return interrupted
         arm = self._next_arm if self._next_arm is not None and self._next_arm in self.policy.active else self.policy.select()
         self._next_arm = None
         if not self.ledger.trials.get(arm):
@@ -186,7 +139,8 @@ class BanditAllocationScheduler(TrialScheduler):
         """Everything a resumed run needs to go on deciding as this one would (JSON values)."""
         ledger = self.ledger
         return {"policy": self.policy.state_dict(), "budget_used": ledger.budget_used, "arm_epochs": ledger.arm_epochs,
-                "epochs_in_pull": ledger.epochs_in_pull, "last_metric": ledger.last_metric,
+                "epochs_in_pull": ledger.epochs_in_pull, "trial_epochs": ledger.trial_epochs,
+                "last_metric": ledger.last_metric,
                 "history": [asdict(r) for r in ledger.history], "done": self.done, "next_arm": self._next_arm}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -194,6 +148,7 @@ class BanditAllocationScheduler(TrialScheduler):
         self.policy.load_state_dict(state["policy"])
         ledger.budget_used, ledger.arm_epochs = int(state["budget_used"]), [int(e) for e in state["arm_epochs"]]
         ledger.epochs_in_pull.update({k: int(v) for k, v in state.get("epochs_in_pull", {}).items()})
+        ledger.trial_epochs.update({k: int(v) for k, v in state.get("trial_epochs", {}).items()})
         ledger.last_metric.update({k: float(v) for k, v in state.get("last_metric", {}).items()})
         ledger.history = [PullRecord(**r) for r in state.get("history", [])]
         self.done, self._next_arm = bool(state["done"]), state.get("next_arm")
@@ -215,13 +170,38 @@ class BanditAllocationScheduler(TrialScheduler):
         return _unpickle_scheduler, (self.adoption_key, self.__dict__.copy())
 
     # --- decisions ---------------------------------------------------------------------------
-    def _end_of_pull(self, tune_controller: TuneController, trial: Trial) -> str:
+    def _record_pull(self, trial: Trial) -> int:
+        """The pull of ``trial`` is over: its arm's reward goes to the policy. Returns the arm."""
         ledger = self.ledger
         ledger.epochs_in_pull[trial.trial_id] = 0
         arm = ledger.arm_of(trial)
         reward = ledger.arm_reward(arm)
         self.policy.update(arm, reward)
         ledger.history.append(PullRecord(arm, trial.trial_id, ledger.arm_epochs[arm], ledger.budget_used, reward))
+        return arm
+
+    def _catch_up(self, trial: Trial) -> None:
+        """Count what a restored trial trained that the saved state does not know of.
+
+        Tune writes the experiment snapshot first and this scheduler's state (through
+        :class:`SchedulerStateCallback`) right after it; a driver killed in between leaves the
+        state one snapshot behind the trials. The trials are the truth: their missing epochs are
+        counted, and a pull they completed goes to the policy with the trial's last reported
+        value (exact when the gap holds at most one pull of the trial, as one snapshot does)."""
+        ledger = self.ledger
+        trained = int(trial.last_result.get("training_iteration", 0))
+        missing = trained - ledger.trial_epochs.get(trial.trial_id, 0)
+        value = trial.last_result.get(self.reward_metric)
+        if missing <= 0 or value is None:
+            return
+        log.warning("allocation scheduler: state saved before %d epoch(s) of %s; counting them now", missing, trial)
+        for _ in range(missing):
+            if ledger.epoch(trial, float(value)) >= self.epochs_per_pull:
+                self._record_pull(trial)
+
+    def _end_of_pull(self, tune_controller: TuneController, trial: Trial) -> str:
+        ledger = self.ledger
+        arm = self._record_pull(trial)
         if ledger.budget_used + self.epochs_per_pull > self.budget_epochs or (self.stop_when_decided and self.policy.finished):
             self._finish(tune_controller, current=trial)
             return TrialScheduler.STOP
@@ -244,7 +224,7 @@ class BanditAllocationScheduler(TrialScheduler):
             if arm in active and not self.done:
                 continue
             for t in trials:
-                if t is not current and (t.status in _WAITING or t.is_saving):
+                if t is not current and (t.status in WAITING or t.is_saving):
                     if t.status == Trial.PENDING:
                         # Never started (eliminated before its first pull): give it its trial
                         # directory, which Tune's results expect of every trial.

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from search.config.params import Strict
+from search.config.params import Strict, check_component_params
 from trainables.data_sources import DATASETS
 from trainables.decoders import DECODERS
 from trainables.policies import POLICIES, policy_parameters
@@ -13,10 +13,7 @@ from trainables.policies import POLICIES, policy_parameters
 
 def _check_policy(name: str, params: dict[str, Any]) -> None:
     POLICIES.check(name)
-    allowed = sorted(policy_parameters(name))
-    for param in params:
-        if param not in allowed:
-            raise ValueError(f"policy {name!r} has no parameter {param!r}; allowed: {', '.join(allowed) or '(none)'}")
+    check_component_params("policy", name, params, policy_parameters(name))
 
 
 class AllocationConfig(Strict):

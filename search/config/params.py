@@ -6,6 +6,7 @@ in ``trainables``, which declare them once.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -64,13 +65,18 @@ def _nonempty(value: Any, key: str) -> Any:
     return value
 
 
-def check_schedule_params(name: str, params: Any) -> None:
-    """``name`` is a KL schedule a config may choose and ``params`` only its own parameters."""
-    SCHEDULE_PARAMETERS.check(name)
-    allowed = sorted(schedule_parameters(name))
+def check_component_params(kind: str, name: str, params: Iterable[str], allowed: Iterable[str]) -> None:
+    """Every key of ``params`` is one of the component's own parameters (``allowed``)."""
+    allowed = sorted(allowed)
     for param in params:
         if param not in allowed:
-            raise ValueError(f"schedule {name!r} has no parameter {param!r}; allowed: {', '.join(allowed) or '(none)'}")
+            raise ValueError(f"{kind} {name!r} has no parameter {param!r}; allowed: {', '.join(allowed) or '(none)'}")
+
+
+def check_schedule_params(name: str, params: Iterable[str]) -> None:
+    """``name`` is a KL schedule a config may choose and ``params`` only its own parameters."""
+    SCHEDULE_PARAMETERS.check(name)
+    check_component_params("schedule", name, params, schedule_parameters(name))
 
 
 class SearchSpace(Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from search.config.params import SearchSpace, Strict, check_schedule_params
 from trainables.data_sources import DATASETS
@@ -20,6 +20,7 @@ from trainables.spec import DataSpec, LossSchedule, NLLSpec, TrialSpec
 from trainables.vae import ModelSpec
 
 _DATA, _MODEL, _TRIAL, _SCHEDULE, _NLL = DataSpec(), ModelSpec(), TrialSpec(), LossSchedule(), NLLSpec()
+_COMPONENTS = {"encoder": ENCODERS, "decoder": DECODERS, "likelihood": LIKELIHOODS, "prior": PRIORS}
 
 
 class DataConfig(Strict):
@@ -48,25 +49,10 @@ class ModelConfig(Strict):
     width: float = Field(default=_MODEL.width, gt=0)
     prior: str = _MODEL.prior
 
-    @field_validator("encoder")
+    @field_validator("encoder", "decoder", "likelihood", "prior")
     @classmethod
-    def _encoder(cls, v: str) -> str:
-        return ENCODERS.check(v)
-
-    @field_validator("decoder")
-    @classmethod
-    def _decoder(cls, v: str) -> str:
-        return DECODERS.check(v)
-
-    @field_validator("likelihood")
-    @classmethod
-    def _likelihood(cls, v: str) -> str:
-        return LIKELIHOODS.check(v)
-
-    @field_validator("prior")
-    @classmethod
-    def _prior(cls, v: str) -> str:
-        return PRIORS.check(v)
+    def _registered(cls, v: str, info: ValidationInfo) -> str:
+        return _COMPONENTS[info.field_name].check(v)  # type: ignore[index]
 
 
 class ScheduleConfig(Strict):

@@ -15,7 +15,8 @@ from ray import tune
 from ray.tune import Callback, ResultGrid, TuneConfig
 
 from search import plots
-from search.bandit.scheduler import ARM_KEY, BanditAllocationScheduler, SchedulerStateCallback
+from search.bandit.ledger import ARM_KEY
+from search.bandit.scheduler import BanditAllocationScheduler, SchedulerStateCallback
 from search.modes.base import Mode, RunContext, RunSummary
 from search.tracking import Tracker
 from search.trial_specs import trial_spec

@@ -59,12 +59,16 @@ class RunSummary:
         raise NotImplementedError
 
     def location_lines(self) -> list[str]:
-        lines = [f"Tune results: {self.experiment_path}",
-                 f"MLflow parent run: {self.parent_run_id} (experiment {self.experiment_id}) at {self.tracking_uri}"]
-        if self.tracking_gap:
-            lines.append(f"MLflow is missing {self.tracking_gap} trial event(s) (the tracking server was unreachable); "
-                         f"every result is in Tune's storage: `vaesearch sync {self.experiment_path}` writes them")
-        return lines
+        return [f"Tune results: {self.experiment_path}", self.parent_run_line(), *self.gap_lines()]
+
+    def parent_run_line(self) -> str:
+        return f"MLflow parent run: {self.parent_run_id} (experiment {self.experiment_id}) at {self.tracking_uri}"
+
+    def gap_lines(self) -> list[str]:
+        if not self.tracking_gap:
+            return []
+        return [f"MLflow is missing {self.tracking_gap} trial event(s) (the tracking server was unreachable); "
+                f"every result is in Tune's storage: `vaesearch sync {self.experiment_path}` writes them"]
 
 
 class Mode(ABC):

@@ -56,12 +56,13 @@ class SearchSummary(RunSummary):
             lines += [f"  {k}: {v}" for k, v in sorted(self.best_config.items())]
             lines.append("best metrics:")
             lines += [f"  {k}: {v:.4f}" for k, v in sorted(self.best_metrics.items())]
-        lines += self.location_lines()[1:]
+        lines.append(self.parent_run_line())
         if self.best_run_id:
             lines.append(f"MLflow best trial run: {self.best_run_id}")
         if self.model_uri:
             registered = f" registered as '{self.registered_model}'" if self.registered_model else ""
             lines.append(f"model: {self.model_uri}{registered}")
+        lines += self.gap_lines()
         lines.append(open_hint(self.tracking_uri, self.experiment_id, self.parent_run_id))
         return "\n".join(lines)
 

@@ -22,11 +22,6 @@ from tests.benchmarks.synthetic import EPOCHS, write_table
 from trainables.policies import available_policies, build_policy
 
 
-@pytest.fixture(scope="module")
-def table(tmp_path_factory: pytest.TempPathFactory) -> Table:
-    return Table.load(write_table(tmp_path_factory.mktemp("table")))
-
-
 def test_arms_are_the_decoders_at_the_snapped_default_config(table: Table) -> None:
     points = arm_points(table)
     assert points == [Point(d, 1.0, 16, "constant") for d in ("deconv_4x4", "mlp_large", "mlp_small")]

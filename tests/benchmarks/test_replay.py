@@ -32,11 +32,6 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def table(tmp_path_factory: pytest.TempPathFactory) -> Table:
-    return Table.load(write_table(tmp_path_factory.mktemp("table")))
-
-
 def test_the_replay_space_is_the_grid() -> None:
     space = search_space(GRID)
     assert space["beta"] == {"low": 0.25, "high": 4.0, "log": True}

@@ -8,82 +8,27 @@ volume for Tune's storage_path at one path on every node, healthchecks and start
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = ROOT / "docker-compose.yml"
-ENV_EXAMPLE = ROOT / ".env.example"
+from tests.deploy.compose_file import (
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    ROOT,
+    container_port,
+    env_example,
+    env_of,
+    host_ip,
+    looks_like_secret,
+    strings,
+)
+
 RAY_SERVICES = ("ray-head", "ray-worker")
 PUBLISHED = {"ray-head": 8265, "mlflow": 5000}   # the only container ports published, on 127.0.0.1
 RAY_INTERNAL_PORTS = {6379, 8076, 10001, 52365}  # GCS, object manager, client server, dashboard agent
 REQUIRED_VAR = re.compile(r"\$\{(\w+):\?[^}]*\}")
 PLACEHOLDER = ""   # required secrets stay empty in .env.example: compose refuses to start until filled
-
-
-def env_example() -> dict[str, str]:
-    """The uncommented KEY=VALUE lines of .env.example."""
-    values = {}
-    for line in ENV_EXAMPLE.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, sep, value = line.partition("=")
-            assert sep, f".env.example: not KEY=VALUE: {line!r}"
-            values[key.strip()] = value.strip()
-    return values
-
-
-def looks_like_secret(value: str) -> bool:
-    """16+ characters of token alphabet with letters and digits mixed: a generated key, not a placeholder."""
-    return bool(re.fullmatch(r"[A-Za-z0-9+/=_\-.]{16,}", value)) and bool(re.search(r"\d", value)) and bool(re.search(r"[A-Za-z]", value))
-
-
-def with_defaults(text: str) -> str:
-    """``${VAR:-default}`` -> ``default`` (what compose uses when .env leaves VAR unset)."""
-    return re.sub(r"\$\{\w+:?-([^}]*)\}", r"\1", text)
-
-
-def host_ip(port: str | dict[str, Any]) -> str:
-    if isinstance(port, dict):  # long syntax
-        return with_defaults(str(port.get("host_ip", "")))
-    parts = with_defaults(str(port)).split(":")
-    return parts[0] if len(parts) == 3 else ""  # "HOST_PORT:CONTAINER" or "CONTAINER" bind every interface
-
-
-def container_port(port: str | dict[str, Any]) -> int:
-    if isinstance(port, dict):
-        return int(port["target"])
-    return int(with_defaults(str(port)).split(":")[-1].split("/")[0])
-
-
-def strings(node: Any) -> list[str]:
-    """Every string of the parsed compose file (keys' values, list items), comments excluded."""
-    if isinstance(node, dict):
-        return [s for value in node.values() for s in strings(value)]
-    if isinstance(node, list):
-        return [s for item in node for s in strings(item)]
-    return [node] if isinstance(node, str) else []
-
-
-def env_of(service: dict[str, Any]) -> dict[str, str]:
-    env = service.get("environment", {})
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) for item in env)
-    return {str(k): str(v) for k, v in env.items()}
-
-
-@pytest.fixture(scope="module")
-def services() -> dict[str, dict[str, Any]]:
-    data = yaml.safe_load(COMPOSE_FILE.read_text())
-    return data["services"]
-
-
-@pytest.fixture(scope="module")
-def volumes() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE_FILE.read_text())["volumes"]
 
 
 def test_the_stack_has_its_services(services: dict[str, dict[str, Any]]) -> None:

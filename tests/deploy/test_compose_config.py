@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.test_compose import COMPOSE_FILE, ENV_EXAMPLE, ROOT, host_ip
+from tests.deploy.compose_file import COMPOSE_FILE, ENV_EXAMPLE, ROOT, host_ip
 
 FILLED = "0123456789abcdef0123456789abcdef"  # a stand-in secret for the temporary .env
 

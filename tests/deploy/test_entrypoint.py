@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.deploy.test_compose import ROOT
+from tests.deploy.compose_file import ROOT
 from tests.http_stub import serve
 
 

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from search.cli import main
 from search.config import parse_config
-from search.driver import run_bandit, run_search
+from search.driver import resume_experiment, run_bandit, run_search
 from search.tracking import PARENT_TAG
 
 pytestmark = pytest.mark.integration
@@ -86,6 +86,13 @@ def test_shared_encoder_mode(tmp_path: Path, ray_local) -> None:
     assert "digits/uniform/regret" in parent.data.metrics
     history = client.get_metric_history(children[0].info.run_id, "regret/cumulative")
     assert sorted(m.step for m in history) == [1, 2]
+
+    # The run left its record like every mode: resuming the finished run restores it through the
+    # same driver (nothing left to train) and summarises the same trials.
+    again = resume_experiment(summary.experiment_path, verbose=0)
+    assert again.parent_run_id == summary.parent_run_id
+    assert {(t.policy, t.cumulative_regret) for t in again.trials} == {(t.policy, t.cumulative_regret) for t in summary.trials}
+    assert len(_parent_and_children(data["tracking"]["uri"])[2]) == 2  # no new child run
 
 
 def test_bandit_tpe_search_logs_arms(tmp_path: Path, ray_local) -> None:

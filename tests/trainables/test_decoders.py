@@ -100,7 +100,7 @@ def test_cropping_keeps_the_center() -> None:
 
 
 def test_linear_deconv_selu_sees_z_through_a_half_size_bottleneck() -> None:
-    # The seed's arm 4 passes z through a linear latent -> latent // 2 layer first, so the
+    # Reference 003's arm 4 passes z through a linear latent -> latent // 2 layer first, so the
     # Jacobian of its output w.r.t. z has rank <= latent // 2; the other arms are full rank.
     torch.manual_seed(0)
     z = torch.randn(1, 8, dtype=torch.float64)
@@ -124,7 +124,7 @@ def test_width_scales_parameters_with_a_floor(name: str) -> None:
 
 
 def test_seed_widths_at_width_one() -> None:
-    # The seed's sizes survive the adaptation: first hidden layers / projected channels.
+    # The reference's sizes survive the adaptation: first hidden layers / projected channels.
     mlp_large = build_decoder("mlp_large", (1, 32, 32), 16)
     linears = [m for m in mlp_large.modules() if isinstance(m, nn.Linear)]
     assert [m.out_features for m in linears] == [256, 512, 1024, 1024]

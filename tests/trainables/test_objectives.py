@@ -7,7 +7,11 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from trainables.gaussian import diag_gaussian_log_prob, kl_to_std_normal, std_normal_log_prob
+from trainables.gaussian import (
+    diag_gaussian_log_prob,
+    kl_to_std_normal,
+    std_normal_log_prob,
+)
 from trainables.objectives import iwae_bound, log_importance_weights, vae_loss
 from trainables.schedules import KLWeight
 

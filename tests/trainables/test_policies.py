@@ -57,7 +57,7 @@ class Scenario:
 
 
 SCENARIOS = {
-    # Small MLP, big MLP, deconv from 2×2, deconv from 4×4, big deconv (the seed's five decoders):
+    # Small MLP, big MLP, deconv from 2×2, deconv from 4×4, big deconv (reference 003's five decoders):
     # the big deconv (arm 4) is last after one pull, overtakes the MLPs around pull 7, ends best.
     "slow_starter": Scenario((Curve(0.80, 0.40, 1.5), Curve(0.84, 0.55, 2.5), Curve(0.88, 0.70, 4),
                               Curve(0.76, 0.50, 3), Curve(0.95, 0.90, 4))),
@@ -143,7 +143,7 @@ def test_policy_finds_the_best_arm(name: str, params: dict[str, Any], scenario: 
 
 
 def test_epsilon_greedy_on_the_mean_backs_the_early_leader() -> None:
-    # The seed's rule: an arm's untrained first rewards stay in its mean, so the slow starter
+    # The reference's rule: an arm's untrained first rewards stay in its mean, so the slow starter
     # looks worse than it is and the greedy 70 % of pulls keep it from catching up.
     eps = summarise("epsilon_greedy", "slow_starter").correct_rate        # 0.59
     assert eps <= 0.75

@@ -11,7 +11,12 @@ import torch
 from trainables.checkpoint import RECONSTRUCTIONS_PNG, SAMPLES_PNG, STATE_FILE
 from trainables.data import DatasetSplits
 from trainables.policies import Policy, build_policy
-from trainables.shared_encoder.checkpoint import CONFIG_FILE, load_shared_model, load_state, save_state
+from trainables.shared_encoder.checkpoint import (
+    CONFIG_FILE,
+    load_shared_model,
+    load_state,
+    save_state,
+)
 from trainables.shared_encoder.loop import (
     SharedEncoderProgress,
     epoch_metrics,

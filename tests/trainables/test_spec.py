@@ -3,48 +3,47 @@ from __future__ import annotations
 
 import pytest
 
-from trainables.spec import DataSpec, LossSchedule, SharedEncoderSpec, TrialSpec, replace_path
-from trainables.vae import ModelSpec
-
-BASE = TrialSpec(
-    data=DataSpec(name="digits", binarize="dynamic"),
-    model=ModelSpec(encoder="mlp", decoder="mlp_small", latent_dim=4, width=0.25),
-    schedule=LossSchedule(name="linear", beta=1.0, params={"warmup_fraction": 0.5}),
-    epochs=3, batch_size=64, lr=3e-3,
+from tests.trainables.small_vae import DIGITS_SPEC
+from trainables.spec import (
+    DataSpec,
+    LossSchedule,
+    SharedEncoderSpec,
+    replace_path,
 )
+from trainables.vae import ModelSpec
 
 
 def test_trial_spec_merges_base_and_sampled_config() -> None:
-    spec = BASE.with_overrides({"beta": 0.5, "latent_dim": 8, "decoder": "deconv_2x2", "lr": 1e-4,
+    spec = DIGITS_SPEC.with_overrides({"beta": 0.5, "latent_dim": 8, "decoder": "deconv_2x2", "lr": 1e-4,
                                 "schedule": "cyclical", "schedule.cyclical.n_cycles": 2})
     assert spec.model == ModelSpec(encoder="mlp", decoder="deconv_2x2", latent_dim=8, width=0.25)
     assert spec.schedule == LossSchedule(name="cyclical", beta=0.5, params={"n_cycles": 2}, free_bits=0.0)
     assert spec.lr == 1e-4 and spec.epochs == 3 and spec.batch_size == 64
     # no override: the base schedule and its params stay
-    spec = BASE.with_overrides({})
+    spec = DIGITS_SPEC.with_overrides({})
     assert spec.schedule.name == "linear" and spec.schedule.params == {"warmup_fraction": 0.5}
     assert spec.vae_config((1, 8, 8)).latent_dim == 4
 
 
 def test_dotted_paths_and_search_names_set_the_same_field() -> None:
-    assert BASE.with_overrides({"model.decoder": "deconv_4x4"}) == BASE.with_overrides({"decoder": "deconv_4x4"})
-    assert BASE.with_overrides({"schedule.beta": 2.0}).schedule.beta == 2.0
-    assert BASE.with_overrides({"model.width": 0.5, "data.max_train": 100}).data.max_train == 100
-    sampled = BASE.with_overrides({"seed": 7})
-    assert sampled.seed == 7 and sampled.data_seed == BASE.data_seed  # the split stays the search's
+    assert DIGITS_SPEC.with_overrides({"model.decoder": "deconv_4x4"}) == DIGITS_SPEC.with_overrides({"decoder": "deconv_4x4"})
+    assert DIGITS_SPEC.with_overrides({"schedule.beta": 2.0}).schedule.beta == 2.0
+    assert DIGITS_SPEC.with_overrides({"model.width": 0.5, "data.max_train": 100}).data.max_train == 100
+    sampled = DIGITS_SPEC.with_overrides({"seed": 7})
+    assert sampled.seed == 7 and sampled.data_seed == DIGITS_SPEC.data_seed  # the split stays the search's
 
 
 def test_conditional_schedule_params_apply_only_to_the_chosen_schedule() -> None:
-    spec = BASE.with_overrides({"schedule": "constant", "schedule.linear.warmup_fraction": 0.9})
+    spec = DIGITS_SPEC.with_overrides({"schedule": "constant", "schedule.linear.warmup_fraction": 0.9})
     assert spec.schedule.name == "constant" and spec.schedule.params == {}
-    spec = BASE.with_overrides({"schedule.linear.warmup_fraction": 0.9})  # the base schedule, new param
+    spec = DIGITS_SPEC.with_overrides({"schedule.linear.warmup_fraction": 0.9})  # the base schedule, new param
     assert spec.schedule.params == {"warmup_fraction": 0.9}
 
 
 def test_free_bits_pseudo_schedule_is_constant_beta_with_free_bits() -> None:
-    spec = BASE.with_overrides({"schedule": "free_bits", "schedule.free_bits.lam": 0.2})
+    spec = DIGITS_SPEC.with_overrides({"schedule": "free_bits", "schedule.free_bits.lam": 0.2})
     assert spec.schedule == LossSchedule(name="constant", beta=1.0, params={}, free_bits=0.2)
-    assert BASE.with_overrides({"schedule": "free_bits"}).schedule.free_bits == 0.5  # λ's default
+    assert DIGITS_SPEC.with_overrides({"schedule": "free_bits"}).schedule.free_bits == 0.5  # λ's default
 
 
 @pytest.mark.parametrize(("sampled", "message"), [
@@ -56,12 +55,12 @@ def test_free_bits_pseudo_schedule_is_constant_beta_with_free_bits() -> None:
 ])
 def test_unknown_sampled_keys_are_errors(sampled: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        BASE.with_overrides(sampled)
+        DIGITS_SPEC.with_overrides(sampled)
 
 
 def test_replace_path_copies_and_leaves_the_original() -> None:
-    copy = replace_path(BASE, "model.latent_dim", 32)
-    assert copy.model.latent_dim == 32 and BASE.model.latent_dim == 4
+    copy = replace_path(DIGITS_SPEC, "model.latent_dim", 32)
+    assert copy.model.latent_dim == 32 and DIGITS_SPEC.model.latent_dim == 4
 
 
 SHARED = SharedEncoderSpec(

@@ -1,8 +1,8 @@
 """Decoder-bandit policies (pure Python + numpy): which candidate decoder to train next.
 
 Used by the shared-encoder trainable (one minibatch per pull, the multi-armed-bandit VAE of
-seed 003) and by the Ray Tune adapters in ``search/bandit`` (some epochs per pull). Rewards
-rise as arms train, so besides the seed's ε-greedy there are rules built for that: successive
+reference 003) and by the Ray Tune adapters in ``search/bandit`` (some epochs per pull). Rewards
+rise as arms train, so besides the reference's ε-greedy there are rules built for that: successive
 halving (Karnin et al. 2013), rising-bandit elimination (Li et al. 2020, AAAI), UCB1 on the
 best-so-far value (Auer et al. 2002) and windowed Gaussian Thompson sampling.
 """

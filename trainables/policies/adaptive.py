@@ -1,7 +1,7 @@
 """Policies that keep every arm in play: uniform, ε-greedy, UCB1 and Thompson sampling.
 
 - ``uniform``: round-robin, the train-every-candidate baseline.
-- ``epsilon_greedy``: Sutton & Barto (2018, §2.2); the multi-armed-bandit VAE (seed 003) picks
+- ``epsilon_greedy``: Sutton & Barto (2018, §2.2); the multi-armed-bandit VAE (reference 003) picks
   its decoder per minibatch with ε = 0.3 on the running mean of −BCE.
 - ``ucb1``: Auer, Cesa-Bianchi & Fischer 2002, "Finite-time Analysis of the Multiarmed Bandit
   Problem", on the best-so-far value by default (DESIGN.md) because rewards rise as arms train.

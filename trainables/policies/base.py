@@ -2,7 +2,7 @@
 
 Arms are candidate decoders. A *pull* is either some epochs of training one arm (allocation
 mode, reward = −validation distortion) or one minibatch (shared-encoder mode, the protocol of
-the multi-armed-bandit VAE, seed 003; reward = −reconstruction loss). Higher is better, and in
+the multi-armed-bandit VAE, reference 003; reward = −reconstruction loss). Higher is better, and in
 both modes rewards rise as the arm trains, noisily.
 
 ``Policy`` keeps the bookkeeping every rule needs (rewards per arm, the active set, a seeded

@@ -4,7 +4,7 @@ A bandit arm's value is a summary of the rewards it has produced so far. Classic
 (Auer et al. 2002, "Finite-time Analysis of the Multiarmed Bandit Problem") use the running
 mean, which assumes stationary rewards. The decoder bandit's rewards RISE as an arm trains, so
 the mean drags an arm's early, bad values along forever and favours whichever arm led early —
-the known weakness of the multi-armed-bandit VAE's ε-greedy (seed 003). The other estimators
+the known weakness of the multi-armed-bandit VAE's ε-greedy (reference 003). The other estimators
 follow the arm's current level instead: the last reward, the mean of a recent window, or the
 best-so-far reward (the lower bound of Li et al. 2020, "Efficient Automatic CASH via Rising
 Bandits", and the value DESIGN.md puts under UCB).

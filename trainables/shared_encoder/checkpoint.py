@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from trainables.checkpoint import STATE_FILE, restore_rng_state, rng_state
+from trainables.checkpoint import load_training_state, save_training_state
 from trainables.policies import Policy
 from trainables.shared_encoder.loop import SharedEncoderProgress
 from trainables.shared_encoder.model import SharedEncoderVAE
@@ -23,13 +23,8 @@ def save_state(
     """``state.pt`` (tensors, ints and JSON strings only: loadable with ``weights_only=True``)
     and ``shared_encoder.json`` (the model's config, and the spec when given)."""
     directory = Path(directory)
-    blob = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "policy": json.dumps(policy.state_dict()),
-        "progress": json.dumps(progress.to_dict()),
-    }
-    torch.save({**blob, **rng_state(generator)}, directory / STATE_FILE)
+    save_training_state(directory, model, optimizer, generator, policy=json.dumps(policy.state_dict()),
+                        progress=json.dumps(progress.to_dict()))
     config = {"model": model.config_dict(), "spec": spec.to_dict() if spec is not None else None}
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
 
@@ -39,14 +34,9 @@ def load_state(
     policy: Policy | None = None, generator: torch.Generator | None = None,
 ) -> SharedEncoderProgress:
     """Restore in place whatever is given (the RNGs with ``generator``); returns the progress."""
-    blob = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
-    model.load_state_dict(blob["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(blob["optimizer"])
+    blob = load_training_state(Path(directory), model, optimizer, generator)
     if policy is not None:
         policy.load_state_dict(json.loads(blob["policy"]))
-    if generator is not None:
-        restore_rng_state(blob, generator)
     return SharedEncoderProgress.from_dict(json.loads(blob["progress"]))
 
 

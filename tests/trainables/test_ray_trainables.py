@@ -7,7 +7,12 @@ import pytest
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from trainables.checkpoint import CONFIG_FILE, RECONSTRUCTIONS_PNG, SAMPLES_PNG, STATE_FILE
+from trainables.checkpoint import (
+    CONFIG_FILE,
+    RECONSTRUCTIONS_PNG,
+    SAMPLES_PNG,
+    STATE_FILE,
+)
 from trainables.ray_trainables import train_vae
 from trainables.spec import DataSpec, NLLSpec, TrialSpec
 from trainables.vae import ModelSpec
