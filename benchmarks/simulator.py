@@ -57,7 +57,8 @@ class TrialSource(Protocol):
 class SimTrial:
     """Stand-in for ``ray.tune.experiment.Trial``, with only what Tune's schedulers read:
     ``trial_id``, ``config``, ``status`` (Tune's status strings), ``last_result``, ``is_saving``
-    (always False: saving is instantaneous here) and ``init_local_path()`` (a no-op)."""
+    (always False: saving is instantaneous here), ``checkpoint`` (None: a replayed search is never
+    restored from an experiment snapshot) and ``init_local_path()`` (a no-op)."""
 
     trial_id: str
     config: dict[str, Any]
@@ -66,6 +67,7 @@ class SimTrial:
     status: str = Trial.PENDING
     last_result: dict[str, Any] = field(default_factory=dict)
     is_saving: bool = False
+    checkpoint: Any = None
     epochs_done: int = 0
     seconds: float = 0.0   # simulated seconds this trial has trained
     run_token: int = 0     # bumped on every start/stop, so a stale epoch event is ignored

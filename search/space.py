@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 
 from search.config import FloatRange, IntRange, SearchSpace
-from trainables.spec import SCHEDULE_KEY, SCHEDULE_PARAM_PREFIX
+from trainables.search_names import SCHEDULE_KEY, SCHEDULE_PARAM_PREFIX
 
 
 def _suggest(trial: optuna.Trial, name: str, spec: Any) -> tuple[Any, bool]:

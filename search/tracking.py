@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 import trainables
 from search import plots
 from search.config import Config
+from trainables.metrics import REPORTED_PREFIXES
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ def _param_value(value: Any) -> str:
 
 
 def numeric_metrics(result: Mapping[str, Any], keys: Iterable[str] | None = None) -> dict[str, float]:
-    """The finite numeric entries of a Tune result that are ours (``train/``, ``val/``, ``test/``, ...)."""
-    prefixes = ("train/", "val/", "test/", "time/", "beta", "head/", "regret/", "bandit/")
+    """The finite numeric entries of a Tune result that the trainables reported (``train/``,
+    ``val/``, ``test/``, ...: ``trainables.metrics.REPORTED_PREFIXES``)."""
+    prefixes = REPORTED_PREFIXES
     out = {}
     for key, value in result.items():
         if keys is not None and key not in keys:

@@ -21,12 +21,19 @@ from trainables.model_protocol import VAEModel
 from trainables.objectives import log_importance_weights
 
 __all__ = [
+    "REPORTED_PREFIXES",
     "EvalResult",
     "active_units",
     "evaluate",
     "importance_sampled_log_likelihood",
     "importance_sampled_nll",
 ]
+
+
+#: The namespaces of every metric a trainable reports (``ray_trainables``: the ELBO terms here,
+#: ``train_loop.EpochStats``, the shared-encoder loop's ``head/``, ``regret/``, ``bandit/``). What
+#: the driver logs to MLflow as metrics; Tune's own result keys and the step keys are not in them.
+REPORTED_PREFIXES = ("train/", "val/", "test/", "time/", "beta", "head/", "regret/", "bandit/")
 
 
 @dataclass

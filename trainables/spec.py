@@ -19,24 +19,10 @@ from trainables.data import DatasetSplits, load_dataset
 from trainables.decoders import DECODERS
 from trainables.policies import POLICIES, build_policy, policy_parameters
 from trainables.schedules import FREE_BITS_SCHEDULE, KLWeight, kl_weight, schedule_parameters
+from trainables.search_names import SCHEDULE_KEY, SCHEDULE_PARAM_PREFIX, SEARCH_NAMES
 from trainables.vae import ModelSpec
 
 S = TypeVar("S")
-
-DECODER_KEY = "decoder"  # the decoder's search name: what the decoder bandit's arms are keyed by
-
-#: Short search names -> the dotted path of :class:`TrialSpec` they set.
-SEARCH_NAMES: Mapping[str, str] = {
-    "latent_dim": "model.latent_dim",
-    DECODER_KEY: "model.decoder",
-    "encoder": "model.encoder",
-    "width": "model.width",
-    "prior": "model.prior",
-    "beta": "schedule.beta",
-    "free_bits": "schedule.free_bits",
-}
-SCHEDULE_KEY = "schedule"          # the sampled schedule name
-SCHEDULE_PARAM_PREFIX = "schedule."  # + "<schedule>.<param>": conditional on that schedule
 
 
 @dataclass(frozen=True)

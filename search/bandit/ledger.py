@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from ray.tune.experiment import Trial
 
-from trainables.spec import DECODER_KEY
+from trainables.search_names import DECODER_KEY
 
 ARM_KEY = DECODER_KEY   # the trial config key that names the arm
 WAITING = (Trial.PENDING, Trial.PAUSED)

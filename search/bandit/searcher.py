@@ -33,7 +33,7 @@ from ray.tune.search.variant_generator import parse_spec_vars
 from search.bandit.ucb import MODES, ArmStats, equal_fidelity, ucb_arm
 from search.config import SearchSpace
 from search.space import DefineByRun
-from trainables.spec import DECODER_KEY
+from trainables.search_names import DECODER_KEY
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from search.bandit.ucb import ArmStats
-from trainables.spec import DECODER_KEY
+from trainables.search_names import DECODER_KEY
 
 
 def arm_stats(results: Iterable[Any], metric: str, mode: str, arms: list[str] | str) -> list[ArmStats]:
