@@ -1,22 +1,15 @@
-"""Tests for trainables.policies: the decoder-bandit allocation rules.
-
-A small simulator replays known rising learning curves y_i(n) = a_i − b_i·exp(−n / τ_i) + noise,
-the shape of a decoder's −validation distortion as it trains: a small MLP learns fast and
-plateaus low, a big deconvolutional decoder starts slow and ends best. Each policy is run over
-many seeds and must name the truly best arm often enough; the thresholds are stated below.
-"""
+"""Tests for trainables.policies: the decoder-bandit allocation rules, one behaviour at a time
+(their success on simulated rising curves: ``test_policies_on_rising_curves.py``)."""
 from __future__ import annotations
 
-import functools
 import json
 import math
-import statistics
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.trainables.rising_curves import SCENARIOS, Scenario, simulate
 from trainables.policies import (
     POLICIES,
     Policy,
@@ -26,148 +19,6 @@ from trainables.policies import (
     build_policy,
     policy_parameters,
 )
-
-# --- the simulator ---
-
-PULLS_PER_ARM = 30  # uniform trains every arm this far: the train-every-candidate baseline
-SIGMA = 0.02        # noise of one reward, against gaps of 0.05–0.1 between the arms' final values
-N_SEEDS = 100
-
-
-@dataclass(frozen=True)
-class Curve:
-    asymptote: float  # a: the value the arm reaches
-    drop: float       # b: how far below it the arm starts
-    tau: float        # τ: pulls to close 63 % of the gap
-
-    def value(self, n: int) -> float:
-        return self.asymptote - self.drop * math.exp(-n / self.tau)
-
-
-@dataclass(frozen=True)
-class Scenario:
-    arms: tuple[Curve, ...]
-
-    @property
-    def best(self) -> int:
-        return int(np.argmax([c.value(PULLS_PER_ARM) for c in self.arms]))
-
-    def leader(self, n: int) -> int:
-        return int(np.argmax([c.value(n) for c in self.arms]))
-
-
-SCENARIOS = {
-    # Small MLP, big MLP, deconv from 2×2, deconv from 4×4, big deconv (reference 003's five decoders):
-    # the big deconv (arm 4) is last after one pull, overtakes the MLPs around pull 7, ends best.
-    "slow_starter": Scenario((Curve(0.80, 0.40, 1.5), Curve(0.84, 0.55, 2.5), Curve(0.88, 0.70, 4),
-                              Curve(0.76, 0.50, 3), Curve(0.95, 0.90, 4))),
-    # The same, but it only overtakes around pull 19 of 30: harder than any round-0 cut.
-    "late_bloomer": Scenario((Curve(0.80, 0.50, 2), Curve(0.84, 0.60, 3), Curve(0.88, 0.80, 5),
-                              Curve(0.75, 0.50, 3), Curve(0.95, 0.95, 8))),
-    # The best arm (2) leads from the first pull: every sensible policy must get this right.
-    "early_leader": Scenario((Curve(0.80, 0.50, 2), Curve(0.84, 0.60, 3), Curve(0.95, 0.50, 3),
-                              Curve(0.75, 0.50, 3), Curve(0.88, 0.80, 5))),
-}
-
-
-@dataclass(frozen=True)
-class RunResult:
-    recommended: int
-    pulls_used: int
-    pulls: tuple[int, ...]
-
-
-def simulate(policy: Policy, scenario: Scenario, budget: int, seed: int, sigma: float = SIGMA) -> RunResult:
-    """Pull until the budget is spent or the policy has decided."""
-    noise = np.random.default_rng(10_000 + seed)
-    used = 0
-    while used < budget and not policy.finished:
-        arm = policy.select()
-        n = policy.pulls[arm] + 1
-        policy.update(arm, scenario.arms[arm].value(n) + sigma * float(noise.normal()))
-        used += 1
-    return RunResult(recommended=policy.best_arm(), pulls_used=used, pulls=tuple(policy.pulls))
-
-
-@dataclass(frozen=True)
-class Summary:
-    correct_rate: float
-    median_pulls: float
-
-
-@functools.cache
-def summarise(name: str, scenario: str, budget: int = 5 * PULLS_PER_ARM, **params: Any) -> Summary:
-    sc = SCENARIOS[scenario]
-    runs = [simulate(build_policy(name, len(sc.arms), budget=budget, seed=s, **params), sc, budget, s)
-            for s in range(N_SEEDS)]
-    return Summary(
-        correct_rate=sum(r.recommended == sc.best for r in runs) / N_SEEDS,
-        median_pulls=statistics.median(r.pulls_used for r in runs),
-    )
-
-
-def test_scenarios_are_what_they_claim() -> None:
-    for sc in SCENARIOS.values():
-        assert sc.best == int(np.argmax([c.asymptote for c in sc.arms]))
-    for name in ("slow_starter", "late_bloomer"):
-        sc = SCENARIOS[name]
-        assert all(sc.leader(n) != sc.best for n in range(1, 6)), "the best arm must not lead early"
-    assert SCENARIOS["slow_starter"].leader(10) == SCENARIOS["slow_starter"].best
-    assert SCENARIOS["late_bloomer"].leader(15) != SCENARIOS["late_bloomer"].best
-    assert all(SCENARIOS["early_leader"].leader(n) == 2 for n in range(1, 31))
-
-
-# --- finding the best arm (100 seeds, budget 5 arms × 30 pulls, σ = 0.02) ---
-# Measured rates are in the comments; each threshold leaves a margin below them.
-
-THRESHOLDS = [
-    ("uniform", {}, "slow_starter", 0.90),              # 1.00
-    ("uniform", {}, "early_leader", 0.90),              # 1.00
-    ("uniform", {}, "late_bloomer", 0.85),              # 0.93
-    ("rising", {}, "slow_starter", 0.90),               # 0.99
-    ("rising", {}, "early_leader", 0.90),               # 1.00
-    ("rising", {}, "late_bloomer", 0.70),               # 0.82: a C = 3 slope is noisy that late
-    ("successive_halving", {}, "slow_starter", 0.85),   # 0.99
-    ("successive_halving", {}, "early_leader", 0.90),   # 1.00
-    ("ucb1", {}, "slow_starter", 0.90),                 # 1.00
-    ("ucb1", {}, "early_leader", 0.90),                 # 1.00
-    ("ucb1", {}, "late_bloomer", 0.90),                 # 1.00
-    ("epsilon_greedy", {}, "early_leader", 0.90),       # 1.00
-    ("thompson", {}, "early_leader", 0.85),             # 0.95
-]
-
-
-@pytest.mark.parametrize(("name", "params", "scenario", "threshold"), THRESHOLDS)
-def test_policy_finds_the_best_arm(name: str, params: dict[str, Any], scenario: str, threshold: float) -> None:
-    assert summarise(name, scenario, **params).correct_rate >= threshold
-
-
-def test_epsilon_greedy_on_the_mean_backs_the_early_leader() -> None:
-    # The reference's rule: an arm's untrained first rewards stay in its mean, so the slow starter
-    # looks worse than it is and the greedy 70 % of pulls keep it from catching up.
-    eps = summarise("epsilon_greedy", "slow_starter").correct_rate        # 0.59
-    assert eps <= 0.75
-    assert eps <= summarise("ucb1", "slow_starter").correct_rate - 0.25
-    assert eps <= summarise("rising", "slow_starter").correct_rate - 0.25
-    assert summarise("epsilon_greedy", "late_bloomer").correct_rate <= 0.1   # 0.00
-
-
-@pytest.mark.parametrize("scenario", ["slow_starter", "early_leader"])
-def test_rising_stops_well_before_uniform_budget(scenario: str) -> None:
-    uniform = summarise("uniform", scenario).median_pulls
-    assert uniform == 5 * PULLS_PER_ARM
-    assert summarise("rising", scenario).median_pulls <= 0.6 * uniform   # 67 and 68 of 150
-
-
-def test_successive_halving_trains_its_pick_deeper_for_the_same_budget() -> None:
-    # Karnin-style SH spends about budget/K per round, so it does not save pulls at a fixed
-    # budget: it moves them to the survivors. With 150 pulls the winner gets 10 + 16 + 25.
-    sc = SCENARIOS["slow_starter"]
-    run = simulate(build_policy("successive_halving", 5, budget=150), sc, 150, seed=0)
-    assert run.pulls_used == 148 and max(run.pulls) == 51 >= 1.5 * PULLS_PER_ARM
-    # ...and 80 % of uniform's budget still finds the best arm (0.99) with a deeper-trained pick.
-    assert summarise("successive_halving", "slow_starter", budget=120).correct_rate >= 0.9
-
 
 # --- unit behaviour ---
 
