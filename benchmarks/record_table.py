@@ -61,7 +61,7 @@ _FLAG_OF = {"decoder": "decoders", "beta": "betas", "latent_dim": "latents", "sc
 
 
 def build_config(settings: dict[str, Any]) -> Any:
-    """The search Config whose ``trial_base`` every recorded trial gets (schedule params: defaults)."""
+    """The search Config whose ``trial_spec`` every recorded trial gets (schedule params: defaults)."""
     from search.config import parse_config
 
     return parse_config({

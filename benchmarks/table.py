@@ -7,7 +7,7 @@ replayed against them (``benchmarks/replay.py``) without training anything.
 On disk a table is a directory:
 
 - ``meta.json``: format tag, the grid (``decoder``, ``beta``, ``latent_dim``, ``schedule``,
-  ``seed`` axes), epochs per curve, the fixed trial settings (``trial_base``), and one entry per
+  ``seed`` axes), epochs per curve, the fixed trial settings (``trial_spec``), and one entry per
   recording session (command, machine, date).
 - ``*.jsonl``: one line per recorded (grid point, seed): the point's keys, ``epochs`` and one
   list per metric (index e = epoch e + 1), plus ``error`` for a trial that failed (its curve

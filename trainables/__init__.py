@@ -1,2 +1,2 @@
-"""vaesearch model side: PyTorch VAEs, data, schedules and metrics (no Ray, no MLflow
-except in ``trainable.py``)."""
+"""vaesearch model side: PyTorch VAEs, data, schedules and metrics (no Ray Tune search APIs,
+no MLflow, no Optuna; ``ray_trainables.py`` is the one module that imports ``ray.tune``, to report)."""
