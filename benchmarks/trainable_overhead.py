@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from trainables.data import load_dataset
+from trainables.data import load_dataset, steps_per_epoch
 from trainables.spec import LossSchedule
-from trainables.train_loop import steps_per_epoch, train_epoch
+from trainables.train_loop import train_epoch
 from trainables.vae import VAEConfig, build_vae
 
 

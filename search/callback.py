@@ -62,6 +62,7 @@ class MlflowTrialCallback(Callback):
         self.log_images = log_images
         self.retry_after_s = retry_after_s
         self.run_ids: dict[str, str] = {}
+        self.ended: set[str] = set()                # trials whose end (FINISHED / FAILED) was queued
         self.last_step: dict[str, int] = {}         # run id -> last epoch logged
         self.backlog: deque[_Event] = deque()
         self.epochs_written = 0
@@ -94,6 +95,7 @@ class MlflowTrialCallback(Callback):
                                 metrics=metrics, step=step))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self.ended.add(trial.trial_id)
         if self.log_images and trial.checkpoint is not None:
             try:
                 with trial.checkpoint.as_directory() as directory:
@@ -104,8 +106,17 @@ class MlflowTrialCallback(Callback):
         self._submit(_Event("end", trial.trial_id, run_name=str(trial), params=dict(trial.config)))
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self.ended.add(trial.trial_id)
         self._submit(_Event("end", trial.trial_id, run_name=str(trial), params=dict(trial.config),
                             status=RunStatus.to_string(RunStatus.FAILED), error=_read_error(trial)))
+
+    def close_unfinished(self, status: str = "KILLED") -> int:
+        """End the child runs of the trials that started but did not end (an interrupted run);
+        ``vaesearch resume`` opens them again. Returns how many were closed."""
+        unfinished = [t for t in self.run_ids if t not in self.ended]
+        for trial_id in unfinished:
+            self._submit(_Event("end", trial_id, status=status))
+        return len(unfinished)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self.flush(force=True)
@@ -162,6 +173,8 @@ class MlflowTrialCallback(Callback):
         elif event.kind == "end":
             if event.error:
                 client.set_tag(run_id, "vaesearch.error", error_summary(event.error)[:5000])
+                if "DivergenceError" in event.error:  # finite but far above any model of the data
+                    client.set_tag(run_id, "vaesearch.diverged", "true")
                 client.log_text(run_id, event.error, "error.txt")
             client.set_terminated(run_id, status=event.status)
 

@@ -11,7 +11,16 @@ from search.jobs import add_job_commands
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from search.roles import bandit_role
+    from search.runnable import check_runnable
+
     config = load_config(args.config)
+    if "bandit" in config.model_fields_set:  # a config for `vaesearch bandit`
+        check_runnable(config, bandit_role(config))
+        print(f"{args.config}: OK — decoder bandit ({config.bandit.mode}) over {len(config.bandit.arms)} arms on "
+              f"{config.data.name}")
+        return 0
+    check_runnable(config, "search")
     space = config.search.space.model_dump(exclude_none=True)
     print(f"{args.config}: OK — {config.search.algorithm} search, {config.search.num_samples} trials of "
           f"{config.train.epochs} epochs on {config.data.name}; searching {', '.join(space) or 'nothing'}")
@@ -19,7 +28,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from search.connect import TrackingUnavailableError  # heavy imports only when running
+    from search.connect import UnavailableError  # heavy imports only when running
     from search.driver import run_search
 
     config = load_config(args.config)
@@ -31,55 +40,67 @@ def _cmd_run(args: argparse.Namespace) -> int:
             config, yaml_text=Path(args.config).read_text(), num_samples=args.num_samples,
             address=args.address, tracking_uri=args.tracking_uri, verbose=args.verbose,
         )
-    except TrackingUnavailableError as exc:
+    except UnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("\n=== vaesearch summary ===")
     print(summary.describe())
-    return 0 if summary.ok else 1
+    return _exit_code(summary)
 
 
 def _cmd_bandit(args: argparse.Namespace) -> int:
-    from search.connect import TrackingUnavailableError
+    from search.connect import UnavailableError
     from search.driver import run_bandit
 
     config = load_config(args.config)
     try:
         summary = run_bandit(config, yaml_text=Path(args.config).read_text(), address=args.address,
                              tracking_uri=args.tracking_uri, verbose=args.verbose)
-    except TrackingUnavailableError as exc:
+    except UnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"\n=== vaesearch bandit ({config.bandit.mode}) ===")
     print(summary.describe())
-    return 0 if summary.ok else 1
+    return _exit_code(summary)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from search.connect import TrackingUnavailableError
+    from search.connect import UnavailableError
     from search.driver import resume_experiment
 
     try:
         summary = resume_experiment(args.experiment, address=args.address, verbose=args.verbose)
-    except (FileNotFoundError, ValueError, TrackingUnavailableError) as exc:
+    except (FileNotFoundError, ValueError, UnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("\n=== vaesearch summary (resumed) ===")
     print(summary.describe())
-    return 0 if summary.ok else 1
+    return _exit_code(summary)
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from search.connect import TrackingUnavailableError
+    from search.connect import UnavailableError
     from search.sync import sync_experiment
 
     try:
         report = sync_experiment(args.experiment)
-    except (FileNotFoundError, ValueError, TrackingUnavailableError) as exc:
+    except (FileNotFoundError, ValueError, UnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.describe())
     return 0 if report.still_missing == 0 else 1
+
+
+#: The exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
+INTERRUPTED = 130
+
+
+def _exit_code(summary: object) -> int:
+    from search.modes.base import InterruptedSummary
+
+    if isinstance(summary, InterruptedSummary):
+        return INTERRUPTED
+    return 0 if getattr(summary, "ok", False) else 1
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: Tune did not get to save a last state
+        print("interrupted; `vaesearch resume EXPERIMENT` continues from Tune's last saved state", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Connections a run needs before anything starts: the MLflow tracking store (fail fast, with a
-clear error) and Ray (join a cluster, or start Ray on this machine bound to loopback)."""
+clear error) and Ray (join a cluster, refusing within seconds an address nothing answers at, or start
+a Ray of this machine's own)."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from pathlib import Path
 from urllib.parse import urlparse
 
 import ray
@@ -11,14 +14,25 @@ from mlflow.exceptions import MlflowException
 
 from search.tracking import Tracker
 
+log = logging.getLogger(__name__)
+
 #: MLflow's HTTP client retries a failing request for about four minutes by default, which would
 #: stall Tune's loop; the callback queues and retries instead (tracking.retry_s). Overridable.
 HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
-class TrackingUnavailableError(RuntimeError):
+class UnavailableError(RuntimeError):
+    """A service a run needs cannot be reached; raised before anything starts."""
+
+
+class TrackingUnavailableError(UnavailableError):
     """The MLflow tracking server cannot be reached; raised before any trial runs."""
+
+
+class RayUnavailableError(UnavailableError):
+    """No Ray cluster answers at the address given (``--address``, ``resources.address`` or
+    ``RAY_ADDRESS``); raised within seconds, where Ray's own client would retry for minutes."""
 
 
 def _check_reachable(uri: str, timeout: float = 5.0) -> None:
@@ -74,9 +88,70 @@ def ensure_ray(address: str | None, verbose: int) -> None:
     # A checkpoint every epoch forces an experiment snapshot each time; with short epochs Tune
     # warns about it on every report. The snapshots are what resume needs, so keep them, quietly.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # One line per failed trial (search/retries.py) instead of Tune's traceback dump.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    private_token_file()
     if ray.is_initialized():
         return
-    if address is None:  # Ray on this machine only: advertise (and bind what Ray lets us bind to) loopback
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=verbose > 1)
+    source = "--address (or resources.address)"
+    if address is None and os.environ.get("RAY_ADDRESS"):  # as Ray itself does: the cluster it names
+        address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+        log.info("joining the Ray cluster at %s (RAY_ADDRESS)", address)
+    if address is None:
+        # A Ray of its own on this machine ("local": never a cluster some earlier `ray start`
+        # left recorded here). Its processes listen on all interfaces (Ray resolves 127.0.0.1 to
+        # the node's address and binds gRPC to 0.0.0.0): token authentication is what protects
+        # them (docs/cluster.md, "What listens where").
+        if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+            log.warning("RAY_AUTH_MODE=disabled: the local Ray's ports (on all interfaces) accept any client")
+        ray.init(address="local", include_dashboard=False, log_to_driver=verbose > 1)
     else:
+        check_ray_address(address, source)
         ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 1)
+    private_token_file()  # Ray creates it on a first start
+
+
+def check_ray_address(address: str, source: str = "--address (or resources.address)", timeout: float = 5.0) -> None:
+    """Refuse, within ``timeout`` seconds, a cluster address nothing listens on: ``auto`` (the
+    cluster a ``ray start`` recorded on this machine) or ``host:port``. ``source`` names where the
+    address came from, for the message."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    fix = (f"Start the cluster's head (`ray start --head`) or correct {source}; without --address and "
+           "RAY_ADDRESS a run starts a Ray of its own on this machine. Nothing was started.")
+    if address.startswith("ray://"):  # Ray Client: host:port of the client server
+        bootstrap: str | None = address.removeprefix("ray://")
+    else:
+        try:
+            bootstrap = canonicalize_bootstrap_address(address)
+        except (ConnectionError, ValueError) as exc:
+            raise RayUnavailableError(f"no Ray cluster found for {source} {address!r}: {exc}. {fix}") from None
+    if bootstrap is None:  # "local"
+        return
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        env = f"; RAY_ADDRESS={os.environ['RAY_ADDRESS']!r}" if address == "auto" and os.environ.get("RAY_ADDRESS") else ""
+        raise RayUnavailableError(f"no Ray cluster answers at {source} {address!r} (connecting to {bootstrap}{env}): "
+                                  f"{exc}. {fix}") from None
+
+
+def private_token_file() -> Path | None:
+    """Make the Ray token file this machine uses (``RAY_AUTH_TOKEN_PATH``, else
+    ``~/.ray/auth_token``) readable by its owner only: Ray writes it with mode 0644. Returns the
+    file when it was tightened; a file owned by someone else is left alone, with a warning."""
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    if not info.st_mode & 0o077:
+        return None
+    if info.st_uid != os.getuid():
+        log.warning("the Ray token file %s is readable by other users (mode %o) and not ours to change",
+                    path, info.st_mode & 0o777)
+        return None
+    path.chmod(0o600)
+    log.info("the Ray token file %s is now readable by its owner only (it was mode %o)", path, info.st_mode & 0o777)
+    return path

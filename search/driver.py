@@ -16,30 +16,35 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from pyarrow.fs import FileType
 from ray import tune
 from ray.tune import CheckpointConfig, CLIReporter, FailureConfig, ResultGrid, RunConfig, Tuner
 
-from search import adoption
+from search import adoption, interrupts
 from search.callback import TRACKING_ERRORS, MlflowTrialCallback
 from search.config import Config, parse_config
 from search.connect import attach_tracking, connect_tracking, ensure_ray
 from search.experiment import ExperimentRecord, experiment_path, resolve_experiment
 from search.modes import MODES, bandit_role
-from search.modes.base import Mode, RunContext, RunSummary
+from search.modes.base import InterruptedSummary, Mode, RunContext, RunSummary
 from search.modes.search import SearchSummary
+from search.retries import RetryOnlyWhatCanSucceed
+from search.runnable import check_runnable
 from search.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 
 def run_search(config: Config, *, yaml_text: str | None = None, num_samples: int | None = None,
-               address: str | None = None, tracking_uri: str | None = None, verbose: int = 1) -> SearchSummary:
-    """``vaesearch run``: the search described by ``config``; returns where everything was recorded."""
+               address: str | None = None, tracking_uri: str | None = None,
+               verbose: int = 1) -> SearchSummary | InterruptedSummary:
+    """``vaesearch run``: the search described by ``config``; returns where everything was recorded
+    (an :class:`InterruptedSummary` when Ctrl-C or SIGTERM stopped it)."""
     if num_samples is not None:
         config = config.model_copy(update={"search": config.search.model_copy(update={"num_samples": num_samples})})
     summary = run_experiment(config, "search", yaml_text=yaml_text, address=address, tracking_uri=tracking_uri,
                              verbose=verbose)
-    assert isinstance(summary, SearchSummary)
+    assert isinstance(summary, SearchSummary | InterruptedSummary)
     return summary
 
 
@@ -53,14 +58,15 @@ def run_bandit(config: Config, *, yaml_text: str | None = None, address: str | N
 def run_experiment(config: Config, role: str, *, yaml_text: str | None = None, address: str | None = None,
                    tracking_uri: str | None = None, verbose: int = 1) -> RunSummary:
     """Start a new run of the mode ``role`` (a key of ``search.modes.MODES``)."""
+    check_runnable(config, role)  # every trial it can draw would start (else ConfigError, exit 2)
     mode = MODES.get(role)(config)
     tracker = connect_tracking(tracking_uri or config.tracking.uri, config.tracking.experiment)
+    ensure_ray(address or config.resources.address, verbose)  # both reachable before the parent run exists
     name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     tracker.start_parent(config, yaml_text, run_name=name, role=role)
     path = experiment_path(storage_path(config.resources.storage_path), name)
     ExperimentRecord(config=config.model_dump(mode="json"), yaml_text=yaml_text, tracking_uri=tracker.uri,
                      experiment_id=tracker.experiment_id, parent_run_id=tracker.parent_run_id or "", role=role).write(path)
-    ensure_ray(address or config.resources.address, verbose)
     run = RunContext(config, tracker, path, verbose)
     callback = _callback(config, tracker)
     return _fit(mode, run, callback, lambda: _new_tuner(mode, run, callback, name))
@@ -79,8 +85,8 @@ def resume_experiment(experiment: str, *, address: str | None = None, verbose: i
     config = parse_config(record.config)
     mode = MODES.get(record.role)(config)
     tracker = attach_tracking(record.tracking_uri, record.experiment_id, record.parent_run_id)
-    tracker.reopen_parent()
     ensure_ray(address or config.resources.address, verbose)
+    tracker.reopen_parent()
     run = RunContext(config, tracker, path, verbose)
     callback = _callback(config, tracker)
     callback.adopt_on_restore()  # the restored experiment calls this instance
@@ -117,7 +123,7 @@ def _new_tuner(mode: Mode, run: RunContext, callback: MlflowTrialCallback, name:
         tune_config=mode.tune_config(run),
         run_config=RunConfig(
             name=name, storage_path=storage_path(resources.storage_path),
-            callbacks=[callback, *mode.callbacks(run)],
+            callbacks=[callback, interrupts.InterruptWatch(), RetryOnlyWhatCanSucceed(), *mode.callbacks(run)],
             failure_config=FailureConfig(max_failures=resources.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=resources.checkpoints_to_keep),
             progress_reporter=reporter(columns, metrics) if run.verbose else None, verbose=run.verbose,
@@ -130,25 +136,38 @@ def _with_resources(trainable: Callable[..., object], config: Config) -> Callabl
 
 
 def _fit(mode: Mode, run: RunContext, callback: MlflowTrialCallback, make_tuner: Callable[[], Tuner]) -> RunSummary:
-    """Fit the tuner (a new or a restored one), then summarise; the parent run ends FINISHED
-    only when that worked (a killed driver leaves it RUNNING, for ``vaesearch resume``)."""
-    with parent_run(run.tracker):
+    """Fit the tuner (a new or a restored one), then summarise. The parent run ends FINISHED only
+    when that worked; KILLED when Ctrl-C or SIGTERM stopped it (Tune saves its state and the run is
+    not finalised: no best trial, no model; the trials' open child runs are closed KILLED); a
+    SIGKILLed driver leaves it RUNNING. Either way ``vaesearch resume`` finishes it."""
+    with parent_run(run.tracker) as outcome, interrupts.watching():
         results = make_tuner().fit()
-        summary = mode.finish(results, run)
-        prune_checkpoints(results)
+        if interrupts.interrupted():  # Tune stopped the run on the signal and returned what it had
+            ended = sum(1 for trial_id in callback.run_ids if trial_id in callback.ended)
+            summary: RunSummary = InterruptedSummary(**RunSummary.location(run), trials=len(results), ended=ended)
+            callback.close_unfinished("KILLED")
+            outcome["status"] = "KILLED"
+        else:
+            summary = mode.finish(results, run)
+            prune_checkpoints(results)
         callback.flush(force=True)
         summary.tracking_gap = len(callback.backlog)
     return summary
 
 
 @contextmanager
-def parent_run(tracker: Tracker) -> Iterator[None]:
-    """The parent run ends FINISHED when the block does, FAILED when it raises; a tracking
-    server that is down by then is logged, not raised over what the block computed."""
+def parent_run(tracker: Tracker) -> Iterator[dict[str, str]]:
+    """The parent run ends FINISHED when the block does (or the status the block sets in the
+    yielded mapping), KILLED on a second Ctrl-C, FAILED when it raises; a tracking server that is
+    down by then is logged, not raised over what the block computed."""
     status = "FAILED"
+    outcome = {"status": "FINISHED"}
     try:
-        yield
-        status = "FINISHED"
+        yield outcome
+        status = outcome["status"]
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
         try:
             tracker.finish_parent(status)
@@ -164,6 +183,8 @@ def prune_checkpoints(results: ResultGrid) -> None:
         for checkpoint, _ in result.best_checkpoints or []:
             if checkpoint.path != result.checkpoint.path:
                 try:
+                    if checkpoint.filesystem.get_file_info(checkpoint.path).type == FileType.NotFound:
+                        continue  # pruned by an earlier end of this run (a resumed run ends twice)
                     checkpoint.filesystem.delete_dir(checkpoint.path)
                 except OSError as exc:  # FileNotFoundError included
                     log.warning("could not delete the old checkpoint %s: %s", checkpoint.path, exc)

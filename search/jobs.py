@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from search.config import Config, load_config
+from search.runnable import check_runnable
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -135,7 +137,37 @@ def explain(exc: BaseException, address: str, job_id: str | None = None) -> Jobs
         )
     if job_id is not None and isinstance(exc, RuntimeError) and "status code 404" in str(exc):
         return JobsError(f"no job {job_id!r} on the Ray cluster at {address}; list the jobs with: ray job list --address {address}")
+    status = http_status(exc)
+    if status is not None:
+        text = str(exc).split(": ", 1)[-1].strip().rstrip(".") or "(no message)"
+        if is_transient(exc):
+            return JobsError(f"the Ray cluster at {address} is not ready to take jobs (HTTP {status}: {text}), still "
+                             f"after {TRANSIENT_RETRY_S:g} s of retries: the head's dashboard agent may have failed to "
+                             "start (see /tmp/ray/session_latest/logs/dashboard_agent.log on the head); restart the "
+                             "head (ray stop; ray start --head ...) and submit again")
+        if 400 <= status < 500:
+            return JobsError(f"the Ray cluster at {address} refused the request (HTTP {status}): {text}")
+        return JobsError(f"the Ray cluster at {address} failed to handle the request (HTTP {status}): {text}; see "
+                         "/tmp/ray/session_latest/logs/dashboard*.log on the head")
     return None
+
+
+#: How long a request the Jobs API answers with "not ready" (right after ``ray start``) is retried.
+TRANSIENT_RETRY_S = 30.0
+_TRANSIENT_TEXTS = ("No available agent", "please try again later")
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a failed Jobs API request (Ray raises ``RuntimeError("Request failed
+    with status code N: ...")``), or None."""
+    match = re.search(r"status code (\d{3})", str(exc)) if isinstance(exc, RuntimeError) else None
+    return int(match.group(1)) if match else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A Jobs API answer that a later try can change: the job agent not ready yet, or 503."""
+    status = http_status(exc)
+    return status is not None and (status == 503 or any(t in str(exc) for t in _TRANSIENT_TEXTS))
 
 
 # --- talking to the cluster -----------------------------------------------------------------------
@@ -192,6 +224,7 @@ def _describe(client: JobSubmissionClient, job_id: str) -> tuple[str, str]:
 def _cmd_submit(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
     config = load_config(config_path)    # ConfigError -> exit 2 in cli.main, before any request
+    check_runnable(config)               # the job runs `vaesearch run`: every trial it draws must start
     for warning in relative_path_warnings(config, args.tracking_uri):
         print(f"warning: {warning}", file=sys.stderr)
     entrypoint = build_entrypoint(config_path.name, num_samples=args.num_samples,
@@ -238,12 +271,23 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     return EXIT_SUCCEEDED if status in TERMINAL_STATUSES else EXIT_JOB_FAILED
 
 
-def _call(fn: Callable[[], T], address: str, job_id: str | None = None) -> T:
-    """Run one cluster request, translating the failures we can explain into JobsError."""
-    try:
-        return fn()
-    except Exception as exc:  # noqa: BLE001 - re-raised, translated when we can explain it
-        raise explain(exc, address, job_id) or exc from None
+def _call(fn: Callable[[], T], address: str, job_id: str | None = None, *, retry_s: float = TRANSIENT_RETRY_S,
+          pause_s: float = 1.0) -> T:
+    """Run one cluster request, retrying a transient failure (:func:`is_transient`) for up to
+    ``retry_s`` seconds, and translating the failures we can explain into JobsError."""
+    deadline, told = time.monotonic() + retry_s, False
+    while True:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - re-raised, translated when we can explain it
+            if is_transient(exc) and time.monotonic() < deadline:
+                if not told:
+                    print(f"the Ray cluster at {address} is not ready to take jobs yet ({str(exc)[:200]}); "
+                          f"retrying for up to {retry_s:g} s", file=sys.stderr, flush=True)
+                    told = True
+                time.sleep(pause_s)
+                continue
+            raise explain(exc, address, job_id) or exc from None
 
 
 def _run_command(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

@@ -32,6 +32,8 @@ PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 TRIAL_ID_TAG = "vaesearch.trial_id"
 ROLE_TAG = "vaesearch.role"
+STATE_TAG = "vaesearch.state"   # running | resumed | finished | interrupted | failed
+_STATES = {"FINISHED": "finished", "KILLED": "interrupted", "FAILED": "failed"}
 IMAGE_FILES = ("reconstructions.png", "samples.png")
 _MAX_PARAM = 6000  # MLflow's limit on a param value
 
@@ -93,7 +95,7 @@ class Tracker:
 
     # --- the parent run --------------------------------------------------------------------
     def start_parent(self, config: Config, yaml_text: str | None, run_name: str, role: str = "search") -> str:
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={ROLE_TAG: role})
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={ROLE_TAG: role, STATE_TAG: "running"})
         self.parent_run_id = run.info.run_id
         params = flatten(config.model_dump(mode="json"))
         self.client.log_batch(self.parent_run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
@@ -106,16 +108,31 @@ class Tracker:
     def reopen_parent(self) -> None:
         """Mark the parent run RUNNING again (a resumed search)."""
         self.client.update_run(self._parent(), status="RUNNING")
+        self.client.set_tag(self._parent(), STATE_TAG, "resumed")
 
     def finish_parent(self, status: str = "FINISHED") -> None:
+        """End the parent run; ``vaesearch.state`` says why (finished, interrupted, failed)."""
         if self.parent_run_id is not None:
+            self.client.set_tag(self.parent_run_id, STATE_TAG, _STATES.get(status, status.lower()))
             self.client.set_terminated(self.parent_run_id, status=status)
 
     def log_best(self, best_config: Mapping[str, Any], best_metrics: Mapping[str, float], best_run_id: str | None) -> None:
+        """The best trial's config (``best.<key>`` params) and metrics (``best/<metric>``). MLflow
+        params are immutable: a ``best.<key>`` already logged with another value (a run finished
+        again after ``vaesearch resume``) keeps it, and the current value goes to the tag
+        ``vaesearch.best.<key>``, with a warning; the metrics and tags always hold the current best."""
         run_id = self._parent()
-        params = [Param(f"best.{k}", _param_value(v)) for k, v in best_config.items()]
+        logged = self.client.get_run(run_id).data.params
+        params, tags = [], [RunTag("vaesearch.best_run_id", best_run_id or "")]
+        for key, value in best_config.items():
+            name, text = f"best.{key}", _param_value(value)
+            if name not in logged:
+                params.append(Param(name, text))
+            elif logged[name] != text:
+                log.warning("%s was logged as %s before; the current best (%s) is in the tag vaesearch.%s",
+                            name, logged[name], text, name)
+                tags.append(RunTag(f"vaesearch.{name}", text))
         metrics = [Metric(f"best/{k}", v, _now_ms(), 0) for k, v in numeric_metrics(best_metrics).items()]
-        tags = [RunTag("vaesearch.best_run_id", best_run_id or "")]
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:

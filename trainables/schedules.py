@@ -29,6 +29,7 @@ __all__ = [
     "available_schedules",
     "configurable_schedules",
     "capacity",
+    "check_free_bits",
     "constant",
     "cyclical",
     "free_bits_rate",
@@ -230,6 +231,12 @@ def kl_weight(name: str, step: int, total_steps: int, beta: float, **params: flo
     return schedule(step, total_steps, beta=beta, **params)
 
 
+def check_free_bits(lam: float) -> None:
+    """λ of the free-bits rate: finite and >= 0 nats per latent dimension (0: off)."""
+    if isinstance(lam, bool) or not isinstance(lam, int | float) or not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"free-bits lambda must be finite and >= 0 nats, got {lam=}")
+
+
 def free_bits_rate(kl_per_dim: torch.Tensor, lam: float) -> torch.Tensor:
     """Free-bits rate Σ_j max(λ, E_batch KL_j) (Kingma et al. 2016, IAF paper).
 
@@ -239,7 +246,6 @@ def free_bits_rate(kl_per_dim: torch.Tensor, lam: float) -> torch.Tensor:
     """
     if kl_per_dim.ndim != 2:
         raise ValueError(f"kl_per_dim must be (B, D), got shape {tuple(kl_per_dim.shape)}")
-    if not math.isfinite(lam) or lam < 0:
-        raise ValueError(f"free-bits lambda must be finite and >= 0 nats, got {lam=}")
+    check_free_bits(lam)
     per_dim = kl_per_dim.mean(dim=0)  # (D,)
     return torch.clamp(per_dim, min=lam).sum()

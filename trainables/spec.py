@@ -15,12 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from trainables.data import DatasetSplits, load_dataset
+import torch
+
+from trainables.data import DatasetSplits, check_data_options, dataset_shape, load_dataset, steps_per_epoch
 from trainables.decoders import DECODERS
 from trainables.policies import POLICIES, build_policy, policy_parameters
-from trainables.schedules import FREE_BITS_SCHEDULE, KLWeight, kl_weight, schedule_parameters
+from trainables.schedules import FREE_BITS_SCHEDULE, KLWeight, check_free_bits, kl_weight, schedule_parameters
 from trainables.search_names import SCHEDULE_KEY, SCHEDULE_PARAM_PREFIX, SEARCH_NAMES
-from trainables.vae import ModelSpec
+from trainables.vae import ModelSpec, build_vae
 
 S = TypeVar("S")
 
@@ -69,6 +71,13 @@ class LossSchedule:
 
     def weight(self, step: int, total_steps: int) -> KLWeight:
         return kl_weight(self.name, step, total_steps, self.beta, **self.params)
+
+    def check(self, total_steps: int) -> None:
+        """The schedule's own rules (its parameters' domains, for a run of ``total_steps`` steps),
+        by computing β_t at the first and last step as training will; and the free-bits λ."""
+        self.weight(0, total_steps)
+        self.weight(total_steps - 1, total_steps)
+        check_free_bits(self.free_bits)
 
     def weights(self, step: int, total_steps: int, n_steps: int) -> list[KLWeight]:
         """β_t for the ``n_steps`` steps from ``step``: computed before the epoch, off the hot loop."""
@@ -125,6 +134,30 @@ class TrialSpec:
 
     def vae_config(self, shape: tuple[int, int, int]):  # noqa: ANN201 (a VAEConfig)
         return self.model.vae_config(shape)
+
+    def check(self, n_train: int | None = None) -> None:
+        """Every rule this trial enforces when it starts, without data or training: its numbers,
+        the dataset's options (``check_data_options``), the model's constructors (built on the
+        meta device: no memory), and the KL schedule over the trial's steps. ``n_train``: the
+        training examples (counted from the dataset's declared size when None). The trainable
+        calls it first; ``vaesearch validate`` calls it for every value a search can draw.
+        Raises ``ValueError`` naming the setting."""
+        for name, value in (("epochs", self.epochs), ("batch_size", self.batch_size),
+                            ("eval_batch_size", self.eval_batch_size)):
+            _check_number(name, value, integer=True, minimum=1, strict=False)
+        _check_number("n_images", self.n_images, integer=True, minimum=0, strict=False)
+        _check_number("lr", self.lr, integer=False, minimum=0, strict=True)
+        if self.grad_clip is not None:
+            _check_number("grad_clip", self.grad_clip, integer=False, minimum=0, strict=True)
+        data = self.data
+        counted = check_data_options(data.name, binarize=data.binarize, resize=data.resize,
+                                     val_fraction=data.val_fraction, test_fraction=data.test_fraction,
+                                     max_train=data.max_train)
+        n_train = counted if n_train is None else n_train
+        with torch.device("meta"):
+            build_vae(self.vae_config(dataset_shape(data.name, data.resize)))
+        # Unknown size (a dataset not loaded yet): at least one step per epoch.
+        self.schedule.check(self.epochs * (steps_per_epoch(n_train, self.batch_size) if n_train else 1))
 
 
 @dataclass(frozen=True)

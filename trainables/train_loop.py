@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainables.data import binarize_batch, minibatch_indices
+from trainables.data import binarize_batch, minibatch_indices, steps_per_epoch
 from trainables.objectives import vae_loss
 from trainables.spec import LossSchedule
 
@@ -97,5 +97,3 @@ def epoch_means(stats: list[torch.Tensor], where: str) -> list[float]:
     return means
 
 
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    return -(-n // batch_size)

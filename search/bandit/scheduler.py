@@ -130,6 +130,10 @@ class BanditAllocationScheduler(TrialScheduler):
         self._chosen = waiting[0]
         return self._chosen
 
+    def may_resume(self) -> bool:
+        """Whether a trial may still run a pull: not done, and an arm trial not ended."""
+        return not self.done and any(not t.is_finished() for trials in self.ledger.trials.values() for t in trials)
+
     def debug_string(self) -> str:
         pulls = ", ".join(f"{a}={n}" for a, n in zip(self.ledger.arms, self.policy.pulls))
         return f"BanditAllocation: {self.ledger.budget_used}/{self.budget_epochs} epochs; pulls {pulls}"

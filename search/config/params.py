@@ -53,7 +53,7 @@ FloatParam = Union[float, list[float], FloatRange]
 IntParam = Union[int, list[int], IntRange]
 StrParam = Union[str, list[str]]
 # Schedule parameters: integers stay integers (``n_cycles: [2, 4]``).
-ScheduleParam = Union[int, float, list[int], list[float], FloatRange]
+ScheduleParam = Union[int, float, list[int], list[float], FloatRange]  # an int parameter's range becomes an IntRange
 
 #: The range models by name, for the error messages (search.config.errors).
 RANGE_MODELS: dict[str, type[BaseModel]] = {"FloatRange": FloatRange, "IntRange": IntRange}
@@ -77,6 +77,14 @@ def check_schedule_params(name: str, params: Iterable[str]) -> None:
     """``name`` is a KL schedule a config may choose and ``params`` only its own parameters."""
     SCHEDULE_PARAMETERS.check(name)
     check_component_params("schedule", name, params, schedule_parameters(name))
+
+
+def _integer_range(key: str, spec: FloatRange) -> IntRange:
+    """A range of an integer parameter (its default is an int) is drawn as integers; a range of a
+    real one as reals, whatever its bounds look like."""
+    if spec.low != int(spec.low) or spec.high != int(spec.high):
+        raise ValueError(f"{key} is an integer parameter: its range needs integer bounds, got low={spec.low}, high={spec.high}")
+    return IntRange(low=int(spec.low), high=int(spec.high), log=spec.log)
 
 
 class SearchSpace(Strict):
@@ -122,6 +130,12 @@ class SearchSpace(Strict):
             raise ValueError("schedule: give at least one schedule name")
         for name, params in v.items():
             check_schedule_params(name, params)
+            defaults = schedule_parameters(name)
+            for param, spec in params.items():
+                if isinstance(spec, FloatRange) and isinstance(defaults[param], int):
+                    params[param] = _integer_range(f"{name}.{param}", spec)
+                elif isinstance(spec, IntRange) and isinstance(defaults[param], float):
+                    params[param] = FloatRange(low=spec.low, high=spec.high, log=spec.log)  # a real parameter
         return v
 
     def searched(self) -> list[str]:

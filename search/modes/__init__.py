@@ -9,20 +9,15 @@ Each supplies only what differs (``base.py``); the driver (``search/driver.py``)
 """
 from __future__ import annotations
 
-from search.config import Config
 from search.modes.allocation import AllocationMode
 from search.modes.base import Mode
 from search.modes.search import SearchMode
 from search.modes.shared_encoder import SharedEncoderMode
+from search.roles import bandit_role
 from trainables.registry import Registry
+
+__all__ = ["MODES", "bandit_role"]
 
 MODES: Registry[type[Mode]] = Registry(
     "run mode", {cls.role: cls for cls in (SearchMode, AllocationMode, SharedEncoderMode)}
 )
-
-_BANDIT_ROLES = {"allocation": AllocationMode.role, "shared_encoder": SharedEncoderMode.role}
-
-
-def bandit_role(config: Config) -> str:
-    """The role of ``vaesearch bandit`` with this config (``bandit.mode``)."""
-    return _BANDIT_ROLES[config.bandit.mode]

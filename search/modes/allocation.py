@@ -14,7 +14,8 @@ from typing import Any, Callable
 from ray import tune
 from ray.tune import Callback, ResultGrid, TuneConfig
 
-from search import plots
+from search import plots, roles
+from search.bandit.arm_trials import ArmTrials
 from search.bandit.ledger import ARM_KEY
 from search.bandit.scheduler import BanditAllocationScheduler, SchedulerStateCallback
 from search.modes.base import Mode, RunContext, RunSummary
@@ -66,7 +67,7 @@ class AllocationSummary(RunSummary):
 
 
 class AllocationMode(Mode):
-    role = "bandit-allocation"
+    role = roles.BANDIT_ALLOCATION
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -96,7 +97,9 @@ class AllocationMode(Mode):
 
     def tune_config(self, run: RunContext) -> TuneConfig:
         alloc = self.config.bandit.allocation
-        return TuneConfig(scheduler=self._scheduler(run), metric=alloc.reward, mode="min", reuse_actors=True)
+        scheduler = self._scheduler(run)
+        return TuneConfig(scheduler=scheduler, search_alg=ArmTrials(scheduler), metric=alloc.reward, mode="min",
+                          reuse_actors=True)
 
     def callbacks(self, run: RunContext) -> list[Callback]:
         return [SchedulerStateCallback(self._scheduler(run))]

@@ -71,6 +71,25 @@ class RunSummary:
                 f"every result is in Tune's storage: `vaesearch sync {self.experiment_path}` writes them"]
 
 
+@dataclass(kw_only=True)
+class InterruptedSummary(RunSummary):
+    """A run stopped by Ctrl-C or SIGTERM before its trials ended: nothing was finalised (no best
+    trial, no model registered); ``vaesearch resume`` finishes it."""
+
+    trials: int      # trials Tune had created
+    ended: int       # of which TERMINATED or ERROR
+
+    @property
+    def ok(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        lines = [f"interrupted: {self.ended} of {self.trials} trial(s) had ended; nothing was registered",
+                 *self.location_lines(),
+                 f"resume with: vaesearch resume {self.experiment_path}"]
+        return "\n".join(lines)
+
+
 class Mode(ABC):
     """What differs between the run modes; built from the validated config."""
 

@@ -15,7 +15,7 @@ import ray
 from ray import tune
 from ray.tune import ResultGrid, TuneConfig
 
-from search import plots
+from search import plots, roles
 from search.callback import TRACKING_ERRORS
 from search.config import Config
 from search.modes.base import Mode, RunContext, RunSummary
@@ -41,13 +41,15 @@ class SearchSummary(RunSummary):
     model_uri: str | None = None
     registered_model: str | None = None
     errors: list[str] = field(default_factory=list)   # distinct error lines of the failed trials
+    n_diverged: int = 0                                # failed trials that diverged (trainables/divergence.py)
 
     @property
     def ok(self) -> bool:
         return self.best_config is not None
 
     def describe(self) -> str:
-        lines = [f"trials: {self.n_trials} ({self.n_errors} failed)", f"Tune results: {self.experiment_path}"]
+        diverged = f", of which diverged: {self.n_diverged}, not candidates for best" if self.n_diverged else ""
+        lines = [f"trials: {self.n_trials} ({self.n_errors} failed{diverged})", f"Tune results: {self.experiment_path}"]
         lines += [f"  trial error: {e}" for e in self.errors]
         if self.best_config is None:
             lines.append("no trial finished successfully; see the errors above and in the Tune results")
@@ -80,7 +82,7 @@ def search_columns(config: Config) -> list[str]:
 
 
 class SearchMode(Mode):
-    role = "search"
+    role = roles.SEARCH
 
     def trainable(self) -> Callable[..., Any]:
         return tune.with_parameters(train_vae, spec=trial_spec(self.config))
@@ -102,6 +104,7 @@ class SearchMode(Mode):
         summary = SearchSummary(
             **RunSummary.location(run), n_trials=len(results), n_errors=len(results.errors),
             errors=sorted({error_summary(str(e)) for e in results.errors}),
+            n_diverged=sum(1 for e in results.errors if "DivergenceError" in str(e)),
         )
         try:
             self._finalize(results, run, summary)
@@ -119,7 +122,10 @@ class SearchMode(Mode):
         ok = [r for r in results if r.error is None and r.metrics and config.search.metric in r.metrics]
         if not ok:
             return
-        best = results.get_best_result(metric=config.search.metric, mode=config.search.mode, scope="last")
+        # Among the trials that ended well only: Tune's get_best_result would consider a failed
+        # (or diverged) trial's last report too.
+        sign = 1.0 if config.search.mode == "min" else -1.0
+        best = min(ok, key=lambda r: sign * float(r.metrics[config.search.metric]))
         metrics = numeric_metrics(best.metrics)
         if config.final_eval.trials == "best" and best.checkpoint is not None:
             metrics.update(self._remote_test_metrics(best.checkpoint))

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from ray import tune
 from ray.tune import ResultGrid, TuneConfig
 
-from search import plots
+from search import plots, roles
 from search.modes.base import Mode, RunContext, RunSummary
 from search.tracking import Tracker
 from search.trial_specs import shared_encoder_spec
@@ -53,7 +53,7 @@ class SharedEncoderSummary(RunSummary):
 
 
 class SharedEncoderMode(Mode):
-    role = "bandit-shared-encoder"
+    role = roles.BANDIT_SHARED_ENCODER
 
     def trainable(self) -> Callable[..., Any]:
         return tune.with_parameters(train_shared_encoder, spec=shared_encoder_spec(self.config))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from ray import tune
 
+from search.bandit.arm_trials import ArmTrials
 from search.bandit.scheduler import BanditAllocationScheduler
 from trainables.policies import build_policy
 
@@ -54,7 +55,8 @@ def _run(tmp_path: Path, policy_name: str, budget: int, **params):
     results = tune.Tuner(
         fake_arm,
         param_space={"decoder": tune.grid_search(ARMS)},
-        tune_config=tune.TuneConfig(scheduler=scheduler, metric="val/distortion", mode="min"),
+        tune_config=tune.TuneConfig(scheduler=scheduler, search_alg=ArmTrials(scheduler), reuse_actors=True,
+                                    metric="val/distortion", mode="min"),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name=policy_name, callbacks=[epochs], verbose=0),
     ).fit()
     return scheduler, policy, epochs, results

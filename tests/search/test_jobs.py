@@ -129,8 +129,10 @@ def test_unknown_job_only_when_a_job_was_asked_for() -> None:
     exc = RuntimeError("Request failed with status code 404: Job raysubmit_x does not exist.")
     assert str(jobs.explain(exc, "http://h:8265", "raysubmit_x")).startswith(
         "no job 'raysubmit_x' on the Ray cluster at http://h:8265")
-    assert jobs.explain(exc, "http://h:8265") is None
-    assert jobs.explain(RuntimeError("Request failed with status code 500: boom"), "http://h:8265", "j") is None
+    assert "refused the request (HTTP 404): Job raysubmit_x does not exist" in str(jobs.explain(exc, "http://h:8265"))
+    assert "failed to handle the request (HTTP 500): boom" in str(
+        jobs.explain(RuntimeError("Request failed with status code 500: boom"), "http://h:8265", "j"))
+    assert jobs.explain(RuntimeError("something else"), "http://h:8265") is None  # not a Jobs API answer: raised as is
 
 
 # --- the CLI --------------------------------------------------------------------------------------------
@@ -204,3 +206,64 @@ def test_nothing_listening_is_exit_2_with_the_fix(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:1")    # the default comes from the environment
     assert main(["stop", "raysubmit_1"]) == 2
     assert "error: nothing answers at http://127.0.0.1:1: start the head node" in capsys.readouterr().err
+
+
+class _NotReadyDashboard(BaseHTTPRequestHandler):
+    """A head right after ``ray start``: the job agent answers 500 "No available agent" twice
+    (as Ray 2.60 does), then takes the job."""
+
+    posts: ClassVar[int] = 0
+
+    def do_GET(self) -> None:  # the client's version check
+        body = json.dumps({"version": "4", "ray_version": "2.60.0", "ray_commit": "x", "session_name": "s"})
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def do_POST(self) -> None:
+        type(self).posts += 1
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.startswith("/api/jobs/") and type(self).posts <= 2:
+            status, body = 500, "No available agent to submit job, please try again later."
+        else:
+            status, body = 200, json.dumps({"job_id": "raysubmit_ok", "submission_id": "raysubmit_ok"})
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_a_job_agent_not_ready_yet_is_retried_then_submitted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _NotReadyDashboard.posts = 0
+    config = tmp_path / "demo.yaml"
+    config.write_text(yaml.safe_dump({"data": {"name": "digits"}, "search": {"num_samples": 1}}))
+    with serve(_NotReadyDashboard) as url:
+        client = jobs.connect(url, None)
+        job_id = jobs._call(lambda: jobs.submit(client, config, "vaesearch run demo.yaml"), url, pause_s=0.05)
+    assert job_id == "raysubmit_ok" and _NotReadyDashboard.posts == 3
+    assert "not ready to take jobs yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("Request failed with status code 500: No available agent to submit job, please try again later.",
+     "is not ready to take jobs (HTTP 500: No available agent"),
+    ("Request failed with status code 400: runtime_env is invalid.", "refused the request (HTTP 400): runtime_env is invalid"),
+    ("Request failed with status code 502: Bad Gateway.", "failed to handle the request (HTTP 502): Bad Gateway; see"),
+])
+def test_every_jobs_api_status_gets_a_message(message: str, expected: str) -> None:
+    error = jobs.explain(RuntimeError(message), "http://head:8265")
+    assert error is not None and expected in str(error), error
+
+
+def test_a_lasting_not_ready_gives_up_after_the_stated_time() -> None:
+    calls = []
+
+    def never_ready() -> None:
+        calls.append(1)
+        raise RuntimeError("Request failed with status code 503: Service Unavailable.")
+
+    with pytest.raises(jobs.JobsError, match="still after 0.2 s of retries|not ready to take jobs"):
+        jobs._call(never_ready, "http://head:8265", retry_s=0.2, pause_s=0.05)
+    assert len(calls) >= 2  # retried, then gave up

@@ -14,7 +14,7 @@ from search.config import parse_config
 from search.connect import TrackingUnavailableError
 from search.driver import run_search
 from search.tracking import PARENT_TAG, TRIAL_ID_TAG
-from tests.search.helpers import EPOCHS, small_search
+from tests.search.helpers import EPOCHS, small_search, trial_states
 
 pytestmark = pytest.mark.integration
 
@@ -65,11 +65,21 @@ def test_search_records_every_trial_in_mlflow(tmp_path: Path, ray_local) -> None
     assert torch.isfinite(model(x.bernoulli()).log_px_z).all()
 
 
-def test_failing_trial_does_not_take_the_search_down(tmp_path: Path, ray_local) -> None:
+def test_failing_trial_does_not_take_the_search_down(tmp_path: Path, ray_local, capsys: pytest.CaptureFixture[str]) -> None:
+    """A diverging trial fails at once (retries are for lost nodes, not for errors a retry
+    repeats), in one line on the console, with its error in MLflow; the search goes on."""
     data = small_search(tmp_path, num_samples=3, max_concurrent=1, algorithm="random")
     data["search"]["space"] = {"lr": [1e-3, 1e30]}  # lr = 1e30 diverges: NonFiniteLossError
     data["seed"] = 0  # RandomSampler(seed=0) draws 1e30, 1e-3, 1e30
+    data["resources"]["max_failures"] = 2
     summary = run_search(parse_config(data), verbose=0)
+    err = capsys.readouterr().err
+    failed_lines = [line for line in err.splitlines() if " failed: NonFiniteLossError" in line]
+    assert len(failed_lines) == summary.n_errors == 2, err[-3000:]
+    assert all("not retried" in line and "error.txt" in line for line in failed_lines)
+    assert "retrying" not in err and "Traceback" not in err
+    states = trial_states(Path(summary.experiment_path))
+    assert sorted(failures for status, failures in states.values() if status == "ERROR") == [1, 1]  # one try each
     client = MlflowClient(tracking_uri=summary.tracking_uri)
     children = _children(client, summary)
     assert summary.n_trials == 3 and len(children) == 3
@@ -81,6 +91,22 @@ def test_failing_trial_does_not_take_the_search_down(tmp_path: Path, ray_local) 
     assert summary.best_config is not None and summary.best_config["lr"] == 1e-3
     assert len(summary.errors) == 1 and "NonFiniteLossError" in summary.errors[0]
     assert "trial error: " in summary.describe()
+
+
+def test_a_diverged_trial_is_flagged_and_never_best(tmp_path: Path, ray_local) -> None:
+    """lr 10 on digits: the loss stays finite but the validation NELBO is thousands of times the
+    per-pixel marginal's: the trial fails as diverged (MLflow tag, summary), nothing registered."""
+    data = small_search(tmp_path, num_samples=1, max_concurrent=1)
+    data["search"]["space"] = {"lr": 10.0}
+    data["train"]["epochs"] = 3
+    summary = run_search(parse_config(data), verbose=0)
+    assert summary.n_errors == summary.n_diverged == 1 and summary.best_config is None
+    assert "of which diverged: 1" in summary.describe()
+    client = MlflowClient(tracking_uri=summary.tracking_uri)
+    [child] = _children(client, summary)
+    assert child.info.status == "FAILED" and child.data.tags["vaesearch.diverged"] == "true"
+    assert "DivergenceError: diverged: val/nelbo" in child.data.tags["vaesearch.error"]
+    assert not client.search_registered_models()
 
 
 def test_cli_run_prints_a_summary(tmp_path: Path, ray_local, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,3 +24,26 @@ def test_a_tracker_creates_its_experiment_with_artifacts_under_the_store(tmp_pat
     assert experiment.artifact_location == (tmp_path / "mlartifacts" / "artifacts-here").as_uri()
     assert (tmp_path / "mlartifacts" / "artifacts-here" / run.info.run_id / "artifacts" / "note.txt").read_text() == "hello"
     assert Tracker(uri, "artifacts-here").experiment_id == tracker.experiment_id  # found again, not re-created
+
+
+def test_a_later_best_does_not_collide_with_the_params_logged_before(tmp_path: Path, caplog) -> None:
+    """MLflow params are immutable: a run finished again (``vaesearch resume``) with another best
+    keeps the first ``best.<key>`` params and records the current values in tags; the metrics,
+    the best run id and the state tag follow the current best."""
+    from search.tracking import STATE_TAG
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "best-twice")
+    tracker.parent_run_id = tracker.client.create_run(tracker.experiment_id).info.run_id
+    tracker.log_best({"decoder": "mlp_small", "beta": 0.5}, {"val/nelbo": 25.67}, "run-a")
+    tracker.log_best({"decoder": "mlp_large", "beta": 0.5, "latent_dim": 8}, {"val/nelbo": 25.43}, "run-b")
+    tracker.finish_parent("FINISHED")
+
+    run = MlflowClient(tracking_uri=tracker.client.tracking_uri).get_run(tracker.parent_run_id)
+    assert run.data.params["best.decoder"] == "mlp_small"           # the first value stays (immutable)
+    assert run.data.tags["vaesearch.best.decoder"] == "mlp_large"   # the current best, readable
+    assert "vaesearch.best.beta" not in run.data.tags               # unchanged values: no tag
+    assert run.data.params["best.latent_dim"] == "8"                # a new key is a param
+    assert run.data.metrics["best/val/nelbo"] == 25.43
+    assert run.data.tags["vaesearch.best_run_id"] == "run-b"
+    assert run.info.status == "FINISHED" and run.data.tags[STATE_TAG] == "finished"
+    assert "best.decoder was logged as mlp_small" in caplog.text

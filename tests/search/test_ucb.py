@@ -1,7 +1,6 @@
 """UCB1 over decoder arms at equal training (``search/bandit/ucb.py``): the pure part of bandit_tpe."""
 from __future__ import annotations
 
-
 import pytest
 
 from search.bandit.ucb import equal_fidelity, ucb_arm

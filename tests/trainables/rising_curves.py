@@ -16,7 +16,6 @@ import numpy as np
 
 from trainables.policies import Policy, build_policy
 
-
 PULLS_PER_ARM = 30  # uniform trains every arm this far: the train-every-candidate baseline
 SIGMA = 0.02        # noise of one reward, against gaps of 0.05–0.1 between the arms' final values
 N_SEEDS = 100

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trainables.checkpoint import RECONSTRUCTIONS_PNG, SAMPLES_PNG, STATE_FILE
-from trainables.data import DatasetSplits
+from trainables.data import DatasetSplits, steps_per_epoch
 from trainables.policies import Policy, build_policy
 from trainables.shared_encoder.checkpoint import (
     CONFIG_FILE,
@@ -26,7 +26,7 @@ from trainables.shared_encoder.loop import (
 )
 from trainables.shared_encoder.model import SharedEncoderVAE, build_shared_model
 from trainables.spec import DataSpec, SharedEncoderSpec
-from trainables.train_loop import NonFiniteLossError, steps_per_epoch
+from trainables.train_loop import NonFiniteLossError
 
 HEADS = ("mlp_small", "deconv_2x2", "linear_deconv_selu")
 SPEC = SharedEncoderSpec(

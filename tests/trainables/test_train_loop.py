@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from tests.trainables.small_vae import one_epoch, small_vae
+from trainables.data import steps_per_epoch
 from trainables.spec import LossSchedule
-from trainables.train_loop import NonFiniteLossError, steps_per_epoch
+from trainables.train_loop import NonFiniteLossError
 
 
 def test_training_reduces_the_loss(digits) -> None:

@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 
-from trainables.data import DatasetSplits, binarize_batch, minibatch_indices
+from trainables.data import DatasetSplits, binarize_batch, minibatch_indices, steps_per_epoch
 from trainables.objectives import vae_loss
 from trainables.policies import Policy
 from trainables.schedules import KLWeight
 from trainables.shared_encoder.model import SharedEncoderVAE
 from trainables.spec import SharedEncoderSpec
-from trainables.train_loop import NonFiniteLossError, epoch_means, steps_per_epoch
+from trainables.train_loop import NonFiniteLossError, epoch_means
 
 
 @dataclass

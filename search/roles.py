@@ -1,0 +1,16 @@
+"""The run modes' roles (the experiment record's and the parent run's ``vaesearch.role``), in a
+module that imports nothing heavy: ``vaesearch validate`` needs them without Ray or MLflow."""
+from __future__ import annotations
+
+from search.config import Config
+
+SEARCH = "search"                                  # vaesearch run
+BANDIT_ALLOCATION = "bandit-allocation"            # vaesearch bandit, bandit.mode: allocation
+BANDIT_SHARED_ENCODER = "bandit-shared-encoder"    # vaesearch bandit, bandit.mode: shared_encoder
+
+_BANDIT_ROLES = {"allocation": BANDIT_ALLOCATION, "shared_encoder": BANDIT_SHARED_ENCODER}
+
+
+def bandit_role(config: Config) -> str:
+    """The role of ``vaesearch bandit`` with this config (``bandit.mode``)."""
+    return _BANDIT_ROLES[config.bandit.mode]

@@ -1,0 +1,92 @@
+"""Can every trial a config describes start? Checked before anything starts, with the trial's own
+rules: :meth:`trainables.spec.TrialSpec.check` (the numbers, the dataset's options, the model's
+constructors, the KL schedule over the trial's steps) is what the trainable runs first, so
+``vaesearch validate`` refuses exactly what would fail there.
+
+Every value a search space can draw is checked, not only the fixed ones: each list item and both
+ends of each range (the domains are intervals, so the ends decide). Values that interact are
+checked together: decoder × latent size (the model), schedule × its parameters × β × free bits
+(the objective); the other keys one at a time. The allocation bandit's arms are checked with the
+epochs an arm may get (the whole budget).
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from search import roles
+from search.config import Config, ConfigError, FloatRange, IntRange
+from search.trial_specs import trial_spec
+from trainables.search_names import DECODER_KEY, SCHEDULE_KEY, SCHEDULE_PARAM_PREFIX
+from trainables.spec import TrialSpec
+
+
+def values(param: Any) -> list[Any]:
+    """What a searchable value can produce that decides whether it runs: a range's two ends,
+    a list's items, a fixed value."""
+    if isinstance(param, FloatRange | IntRange):
+        return [param.low, param.high]
+    return list(param) if isinstance(param, list) else [param]
+
+
+def _product(params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    keys = list(params)
+    for combo in itertools.product(*(values(params[k]) for k in keys)):
+        yield dict(zip(keys, combo))
+
+
+def _draws(config: Config) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where in the config, sampled values) for every combination that must be able to run."""
+    space = config.search.space
+    model = {k: v for k, v in (("decoder", space.decoder), ("latent_dim", space.latent_dim)) if v is not None}
+    for draw in _product(model):
+        yield _where(draw), draw
+    if space.lr is not None:
+        for draw in _product({"lr": space.lr}):
+            yield _where(draw), draw
+    loss = {k: v for k, v in (("beta", space.beta), ("free_bits", space.free_bits)) if v is not None}
+    for name, params in (space.schedule or {None: {}}).items():
+        conditional = {f"{SCHEDULE_PARAM_PREFIX}{name}.{p}": v for p, v in params.items()}
+        for draw in _product({**loss, **conditional}):
+            if name is not None:
+                draw = {SCHEDULE_KEY: name, **draw}
+            yield _where(draw), draw
+
+
+def _where(draw: Mapping[str, Any]) -> str:
+    return ", ".join(f"search.space.{k}={v!r}" for k, v in draw.items()) or "the fixed settings"
+
+
+def _problem(spec: TrialSpec, draw: Mapping[str, Any]) -> str | None:
+    try:
+        spec.with_overrides(draw).check()
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def check_runnable(config: Config, role: str = roles.SEARCH) -> None:
+    """Raise :class:`ConfigError` (one line per problem) unless every trial the config's run mode
+    (``role``) can draw would start."""
+    problems: dict[str, str] = {}  # reason -> the first place it was found (each reason said once)
+    if role == roles.BANDIT_ALLOCATION:
+        spec = trial_spec(config, epochs=config.bandit.allocation.budget_epochs)
+        checks = [(f"bandit.arms={arm!r}", {DECODER_KEY: arm}) for arm in config.bandit.arms]
+    else:
+        spec = trial_spec(config)
+        checks = [("the fixed settings (data, model, train)", {})]
+        if role == roles.SEARCH and _problem(spec, {}) is None:
+            checks += list(_draws(config))
+    for where, draw in checks:
+        reason = _problem(spec, draw)
+        if reason is not None:
+            problems.setdefault(reason, where)
+    if role == roles.SEARCH and config.search.num_samples > 1 and not config.search.space.searched():
+        raise ConfigError(
+            f"search.space is empty, so the {config.search.num_samples} trials of search.num_samples would all be "
+            "the same trial: give search.space something to search (e.g. beta: {low: 0.1, high: 4.0, log: true}; "
+            "docs/configuration.md lists the keys), or set search.num_samples: 1")
+    if problems:
+        raise ConfigError("a setting can never run:\n  " + "\n  ".join(
+            f"{where}: a trial with it could not start: {reason}" for reason, where in problems.items()))
