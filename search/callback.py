@@ -62,7 +62,7 @@ class MlflowTrialCallback(Callback):
         self.log_images = log_images
         self.retry_after_s = retry_after_s
         self.run_ids: dict[str, str] = {}
-        self.ended: set[str] = set()                # trials whose end (FINISHED / FAILED) was queued
+        self.ended: set[str] = set()                # trials whose end (FINISHED / FAILED) this driver saw
         self.last_step: dict[str, int] = {}         # run id -> last epoch logged
         self.backlog: deque[_Event] = deque()
         self.epochs_written = 0
@@ -109,14 +109,6 @@ class MlflowTrialCallback(Callback):
         self.ended.add(trial.trial_id)
         self._submit(_Event("end", trial.trial_id, run_name=str(trial), params=dict(trial.config),
                             status=RunStatus.to_string(RunStatus.FAILED), error=_read_error(trial)))
-
-    def close_unfinished(self, status: str = "KILLED") -> int:
-        """End the child runs of the trials that started but did not end (an interrupted run);
-        ``vaesearch resume`` opens them again. Returns how many were closed."""
-        unfinished = [t for t in self.run_ids if t not in self.ended]
-        for trial_id in unfinished:
-            self._submit(_Event("end", trial_id, status=status))
-        return len(unfinished)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self.flush(force=True)

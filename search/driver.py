@@ -143,16 +143,30 @@ def _fit(mode: Mode, run: RunContext, callback: MlflowTrialCallback, make_tuner:
     with parent_run(run.tracker) as outcome, interrupts.watching():
         results = make_tuner().fit()
         if interrupts.interrupted():  # Tune stopped the run on the signal and returned what it had
-            ended = sum(1 for trial_id in callback.run_ids if trial_id in callback.ended)
-            summary: RunSummary = InterruptedSummary(**RunSummary.location(run), trials=len(results), ended=ended)
-            callback.close_unfinished("KILLED")
+            summary: RunSummary = InterruptedSummary(**RunSummary.location(run), trials=len(results),
+                                                     ended=_ended(results))
             outcome["status"] = "KILLED"
         else:
             summary = mode.finish(results, run)
             prune_checkpoints(results)
         callback.flush(force=True)
         summary.tracking_gap = len(callback.backlog)
+        if outcome["status"] == "KILLED" and not callback.backlog:
+            _close_cut_trials(run.tracker)
     return summary
+
+
+def _ended(results: ResultGrid) -> int:
+    """Trials Tune holds as TERMINATED or ERROR (ResultGrid keeps the Trial objects privately)."""
+    trials = getattr(getattr(results, "_experiment_analysis", None), "trials", None) or []
+    return sum(1 for trial in trials if trial.status in ("TERMINATED", "ERROR"))
+
+
+def _close_cut_trials(tracker: Tracker) -> None:
+    try:
+        tracker.close_running_children("KILLED")
+    except TRACKING_ERRORS as exc:  # the store went away: resume reopens them either way
+        log.warning("could not mark the interrupted trials' MLflow runs KILLED: %s", exc)
 
 
 @contextmanager

@@ -201,6 +201,17 @@ class Tracker:
                                        max_results=10_000)
         return {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in runs if TRIAL_ID_TAG in r.data.tags}
 
+    def close_running_children(self, status: str = "KILLED") -> int:
+        """End every child run of the parent still RUNNING (an interrupted run: the trials it cut,
+        and any a killed driver left open before it); ``vaesearch resume`` reopens them. Returns
+        how many were closed."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{self._parent()}' and attributes.status = 'RUNNING'",
+            max_results=10_000)
+        for run in runs:
+            self.client.set_terminated(run.info.run_id, status=status)
+        return len(runs)
+
     def last_step(self, run_id: str) -> int:
         """The last epoch logged to a run (-1 when none): what a restarted trial must not log again."""
         keys = list(self.client.get_run(run_id).data.metrics)

@@ -11,11 +11,22 @@ import torch
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ray_local() -> Iterator[None]:
-    """A fresh Ray on this machine for one test module (never a cluster named by RAY_ADDRESS)."""
+    """A Ray on this machine (``address="local"``: never a cluster named by RAY_ADDRESS), shared by
+    every test that asks for it: started by the first (Ray takes seconds to start on 2 cores),
+    started again after a test that shut it down for a cluster of its own, stopped at the end of
+    the session (``pytest_sessionfinish``)."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
-    ray.shutdown()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import sys
+
+    ray = sys.modules.get("ray")  # imported only if a test used it
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

@@ -86,6 +86,11 @@ class BanditAllocationScheduler(TrialScheduler):
             self._chosen = None
         if self.reward_metric not in result:
             raise ValueError(f"trial {trial} reported no {self.reward_metric!r}; got keys {sorted(result)}")
+        epoch = int(result.get("epoch", result.get("training_iteration", 0)))
+        if 0 < epoch <= self.ledger.trial_epochs.get(trial.trial_id, 0):
+            # A restored trial re-trains from a checkpoint older than what was counted (the driver
+            # stopped between a report and its checkpoint): that epoch is in the budget already.
+            return TrialScheduler.CONTINUE
         if self.ledger.epoch(trial, float(result[self.reward_metric])) < self.epochs_per_pull:
             return TrialScheduler.CONTINUE
         return self._end_of_pull(tune_controller, trial)

@@ -100,3 +100,18 @@ def test_a_resuming_driver_adopts_the_scheduler_tune_unpickles() -> None:
         adoption.forget("parent-1")
     rebuilt = pickle.loads(blob)  # nobody adopted: an equal, separate scheduler
     assert rebuilt is not original and rebuilt.state_dict() == original.state_dict()
+
+
+def test_an_epoch_re_trained_from_an_older_checkpoint_is_not_counted_twice() -> None:
+    """A driver stopped between a report and its checkpoint: the restored trial trains that epoch
+    again; the budget and the pull already hold it (seen as one epoch missing from an arm's last
+    pull after SIGKILL, resume, SIGTERM, resume)."""
+    scheduler = _scheduler()
+    a = _trial("a", "ta")
+    scheduler.on_trial_add(None, a)  # type: ignore[arg-type]
+    assert scheduler.on_trial_result(None, a, {METRIC: 50.0, "epoch": 1}) == TrialScheduler.CONTINUE  # type: ignore[arg-type]
+    # restarted from the checkpoint of epoch 0: epoch 1 comes again
+    assert scheduler.on_trial_result(None, a, {METRIC: 49.0, "epoch": 1}) == TrialScheduler.CONTINUE  # type: ignore[arg-type]
+    assert scheduler.ledger.budget_used == 1 and scheduler.ledger.trial_epochs["ta"] == 1
+    assert scheduler.on_trial_result(None, a, {METRIC: 45.0, "epoch": 2}) == TrialScheduler.PAUSE  # type: ignore[arg-type]
+    assert scheduler.ledger.budget_used == 2 and scheduler.policy.pulls == [1, 0]

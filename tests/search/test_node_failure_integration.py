@@ -22,6 +22,7 @@ TRIALS, EPOCHS = 4, 30
 
 @pytest.fixture
 def cluster():
+    ray.shutdown()  # the local Ray the other tests share (tests/conftest.py starts it again)
     # The head takes no trial: trials run on the two 1-CPU workers, one each.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]

@@ -54,7 +54,8 @@ def test_paused_trials_resume_from_their_checkpoint(tmp_path: Path, ray_local) -
     tuner = tune.Tuner(
         tune.with_parameters(train_vae, spec=SPEC),
         param_space={"beta": tune.grid_search([0.5, 2.0])},
-        tune_config=tune.TuneConfig(metric="val/nelbo", mode="min", scheduler=scheduler, max_concurrent_trials=1),
+        tune_config=tune.TuneConfig(metric="val/nelbo", mode="min", scheduler=scheduler, max_concurrent_trials=1,
+                                    reuse_actors=True),  # a paused trial resumes in a kept worker: faster
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="pause", callbacks=[epochs], verbose=0),
     )
     results = tuner.fit()
