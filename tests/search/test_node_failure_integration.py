@@ -17,7 +17,7 @@ from tests.search.helpers import assert_one_child_per_trial, small_search, trial
 
 pytestmark = pytest.mark.integration
 
-TRIALS, EPOCHS = 4, 30
+TRIALS, EPOCHS = 3, 20
 
 
 @pytest.fixture
