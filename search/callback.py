@@ -62,7 +62,6 @@ class MlflowTrialCallback(Callback):
         self.log_images = log_images
         self.retry_after_s = retry_after_s
         self.run_ids: dict[str, str] = {}
-        self.ended: set[str] = set()                # trials whose end (FINISHED / FAILED) this driver saw
         self.last_step: dict[str, int] = {}         # run id -> last epoch logged
         self.backlog: deque[_Event] = deque()
         self.epochs_written = 0
@@ -95,7 +94,6 @@ class MlflowTrialCallback(Callback):
                                 metrics=metrics, step=step))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self.ended.add(trial.trial_id)
         if self.log_images and trial.checkpoint is not None:
             try:
                 with trial.checkpoint.as_directory() as directory:
@@ -106,7 +104,6 @@ class MlflowTrialCallback(Callback):
         self._submit(_Event("end", trial.trial_id, run_name=str(trial), params=dict(trial.config)))
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self.ended.add(trial.trial_id)
         self._submit(_Event("end", trial.trial_id, run_name=str(trial), params=dict(trial.config),
                             status=RunStatus.to_string(RunStatus.FAILED), error=_read_error(trial)))
 

@@ -90,9 +90,12 @@ def ensure_ray(address: str | None, verbose: int) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # One line per failed trial (search/retries.py) instead of Tune's traceback dump.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
-    private_token_file()
-    if ray.is_initialized():
-        return
+    if not ray.is_initialized():
+        _start_or_join(address, verbose)
+    private_token_file()  # Ray creates it on a first start
+
+
+def _start_or_join(address: str | None, verbose: int) -> None:
     source = "--address (or resources.address)"
     if address is None and os.environ.get("RAY_ADDRESS"):  # as Ray itself does: the cluster it names
         address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
@@ -108,7 +111,6 @@ def ensure_ray(address: str | None, verbose: int) -> None:
     else:
         check_ray_address(address, source)
         ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 1)
-    private_token_file()  # Ray creates it on a first start
 
 
 def check_ray_address(address: str, source: str = "--address (or resources.address)", timeout: float = 5.0) -> None:

@@ -75,9 +75,10 @@ def check_runnable(config: Config, role: str = roles.SEARCH) -> None:
         checks = [(f"bandit.arms={arm!r}", {DECODER_KEY: arm}) for arm in config.bandit.arms]
     else:
         spec = trial_spec(config)
-        checks = [("the fixed settings (data, model, train)", {})]
-        if role == roles.SEARCH and _problem(spec, {}) is None:
-            checks += list(_draws(config))
+        fixed = _problem(spec, {})
+        if fixed is not None:  # every draw would repeat it
+            problems[fixed] = "the fixed settings (data, model, train)"
+        checks = list(_draws(config)) if role == roles.SEARCH and fixed is None else []
     for where, draw in checks:
         reason = _problem(spec, draw)
         if reason is not None:
