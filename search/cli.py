@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Sequence
 
 from search.config import ConfigError, load_config, parse_config
+from search.config.sections import ALGORITHMS
 from search.jobs import add_job_commands
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from search.roles import bandit_role
+    from search.roles import bandit_role, search_role
     from search.runnable import check_runnable
 
     config = load_config(args.config)
@@ -20,7 +21,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"{args.config}: OK — decoder bandit ({config.bandit.mode}) over {len(config.bandit.arms)} arms on "
               f"{config.data.name}")
         return 0
-    check_runnable(config, "search")
+    check_runnable(config, search_role(config))
     space = config.search.space.model_dump(exclude_none=True)
     print(f"{args.config}: OK — {config.search.algorithm} search, {config.search.num_samples} trials of "
           f"{config.train.epochs} epochs on {config.data.name}; searching {', '.join(space) or 'nothing'}")
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the search described by a YAML config")
     _add_run_options(run)
     run.add_argument("--num-samples", type=int, default=None, help="override search.num_samples")
-    run.add_argument("--algorithm", choices=["optuna", "random", "bandit_tpe"], default=None,
+    run.add_argument("--algorithm", choices=list(ALGORITHMS), default=None,
                      help="override search.algorithm")
     run.set_defaults(func=_cmd_run)
 

@@ -25,8 +25,9 @@ from search.callback import TRACKING_ERRORS, MlflowTrialCallback
 from search.config import Config, parse_config
 from search.connect import attach_tracking, connect_tracking, ensure_ray
 from search.experiment import ExperimentRecord, experiment_path, resolve_experiment
-from search.modes import MODES, bandit_role
+from search.modes import MODES, bandit_role, search_role
 from search.modes.base import InterruptedSummary, Mode, RunContext, RunSummary
+from search.modes.rate_distortion import FrontSummary
 from search.modes.search import SearchSummary
 from search.retries import RetryOnlyWhatCanSucceed
 from search.runnable import check_runnable
@@ -37,14 +38,14 @@ log = logging.getLogger(__name__)
 
 def run_search(config: Config, *, yaml_text: str | None = None, num_samples: int | None = None,
                address: str | None = None, tracking_uri: str | None = None,
-               verbose: int = 1) -> SearchSummary | InterruptedSummary:
+               verbose: int = 1) -> SearchSummary | FrontSummary | InterruptedSummary:
     """``vaesearch run``: the search described by ``config``; returns where everything was recorded
     (an :class:`InterruptedSummary` when Ctrl-C or SIGTERM stopped it)."""
     if num_samples is not None:
         config = config.model_copy(update={"search": config.search.model_copy(update={"num_samples": num_samples})})
-    summary = run_experiment(config, "search", yaml_text=yaml_text, address=address, tracking_uri=tracking_uri,
+    summary = run_experiment(config, search_role(config), yaml_text=yaml_text, address=address, tracking_uri=tracking_uri,
                              verbose=verbose)
-    assert isinstance(summary, SearchSummary | InterruptedSummary)
+    assert isinstance(summary, SearchSummary | FrontSummary | InterruptedSummary)
     return summary
 
 

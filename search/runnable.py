@@ -66,6 +66,9 @@ def _problem(spec: TrialSpec, draw: Mapping[str, Any]) -> str | None:
     return None
 
 
+_SEARCHES = (roles.SEARCH, roles.RATE_DISTORTION)   # the roles of `vaesearch run`
+
+
 def check_runnable(config: Config, role: str = roles.SEARCH) -> None:
     """Raise :class:`ConfigError` (one line per problem) unless every trial the config's run mode
     (``role``) can draw would start."""
@@ -78,12 +81,12 @@ def check_runnable(config: Config, role: str = roles.SEARCH) -> None:
         fixed = _problem(spec, {})
         if fixed is not None:  # every draw would repeat it
             problems[fixed] = "the fixed settings (data, model, train)"
-        checks = list(_draws(config)) if role == roles.SEARCH and fixed is None else []
+        checks = list(_draws(config)) if role in _SEARCHES and fixed is None else []
     for where, draw in checks:
         reason = _problem(spec, draw)
         if reason is not None:
             problems.setdefault(reason, where)
-    if role == roles.SEARCH and config.search.num_samples > 1 and not config.search.space.searched():
+    if role in _SEARCHES and config.search.num_samples > 1 and not config.search.space.searched():
         raise ConfigError(
             f"search.space is empty, so the {config.search.num_samples} trials of search.num_samples would all be "
             "the same trial: give search.space something to search (e.g. beta: {low: 0.1, high: 4.0, log: true}; "

@@ -14,14 +14,31 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search.bandit.searcher import BanditTPESearcher
 from search.config import Config
+from search.config.sections import RATE_DISTORTION
 from search.space import DefineByRun
 
 
 def make_sampler(config: Config) -> optuna.samplers.BaseSampler:
-    """TPE (seeded; ``n_startup_trials`` random trials first) or random."""
-    if config.search.algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=config.seed)
-    return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=config.search.n_startup_trials)
+    """The seeded Optuna sampler of ``search.algorithm``: TPE (``n_startup_trials`` random trials
+    first; multi-objective TPE when there are two objectives), random, GP (Gaussian-process BO,
+    ``n_startup_trials`` random first; conditional parameters are fine: it models the parameters a
+    trial has), or NSGA-II (a genetic algorithm; its generations are ``n_startup_trials`` trials,
+    at least Optuna's minimum of 2)."""
+    algorithm, seed, startup = config.search.algorithm, config.seed, config.search.n_startup_trials
+    if algorithm == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if algorithm == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    if algorithm == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(2, startup))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+
+
+def objectives(config: Config) -> tuple[str | list[str], str | list[str]]:
+    """The searcher's metric(s) and mode(s): one, or the two of a rate_distortion search."""
+    if config.search.objective == "rate_distortion":
+        return list(RATE_DISTORTION), ["min"] * len(RATE_DISTORTION)
+    return config.search.metric, config.search.mode
 
 
 def make_searcher(config: Config) -> Searcher:
@@ -32,8 +49,8 @@ def make_searcher(config: Config) -> Searcher:
         searcher = BanditTPESearcher(search.space, metric=search.metric, mode=search.mode, seed=config.seed,
                                      n_startup_trials=search.n_startup_trials, exploration=search.exploration)
     else:
-        searcher = OptunaSearch(space=DefineByRun(search.space), metric=search.metric, mode=search.mode,
-                                sampler=make_sampler(config))
+        metric, mode = objectives(config)
+        searcher = OptunaSearch(space=DefineByRun(search.space), metric=metric, mode=mode, sampler=make_sampler(config))
     return ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)
 
 

@@ -141,6 +141,14 @@ class Tracker:
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self.client.log_batch(self._parent(), tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    def set_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Tags on another run of the search (a child)."""
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """A text artifact (e.g. an HTML page) of the parent run."""
+        self.client.log_text(self._parent(), text, artifact_file)
+
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """Log a matplotlib figure as a PNG of the parent run, then free it."""
         try:
@@ -168,6 +176,26 @@ class Tracker:
             if checkpoint_dir is not None:  # weights + config, loadable with torch.load(weights_only=True)
                 mlflow.log_artifacts(checkpoint_dir, artifact_path="best_checkpoint")
         return info.model_uri
+
+    def log_child_model(self, run_id: str, model: Any, registered_model: str | None, checkpoint_dir: str | None,
+                        tags: Mapping[str, str]) -> str | None:
+        """Log a trial's VAE in its own (child) run and register it as a new version with ``tags``;
+        returns the version (None when nothing is registered)."""
+        mlflow.set_tracking_uri(self.uri)
+        with mlflow.start_run(run_id=run_id, nested=True):
+            info = mlflow.pytorch.log_model(
+                model, name="model", registered_model_name=registered_model, serialization_format="pickle",
+                code_paths=[str(Path(trainables.__file__).parent)],
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pillow"],
+            )
+            if checkpoint_dir is not None:
+                mlflow.log_artifacts(checkpoint_dir, artifact_path="checkpoint")
+        version = getattr(info, "registered_model_version", None)
+        if registered_model is None or version is None:
+            return None
+        for key, value in tags.items():
+            self.client.set_model_version_tag(registered_model, str(version), key, value)
+        return str(version)
 
     def _parent(self) -> str:
         if self.parent_run_id is None:

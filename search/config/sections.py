@@ -92,9 +92,18 @@ class SchedulerConfig(Strict):
     reduction_factor: float = Field(default=2.0, gt=1)
 
 
+ALGORITHMS = ("optuna", "random", "gp", "nsga2", "bandit_tpe")
+RATE_DISTORTION = ("val/rate", "val/distortion")   # the two minimised objectives of objective: rate_distortion
+
+
 class SearchConfig(Strict):
-    algorithm: Literal["optuna", "random", "bandit_tpe"] = "optuna"
+    # optuna: TPE (multi-objective TPE for rate_distortion); gp: Optuna's GPSampler (Gaussian-process
+    # BO); nsga2: Optuna's NSGAIISampler; random; bandit_tpe: UCB over decoders, TPE per decoder.
+    algorithm: Literal["optuna", "random", "gp", "nsga2", "bandit_tpe"] = "optuna"
     metric: Literal["val/nelbo", "val/distortion", "val/rate"] = "val/nelbo"
+    # metric: minimise `metric`; rate_distortion: minimise val/rate and val/distortion together
+    # (the Pareto front of the family; `metric` is then only what the progress table sorts by).
+    objective: Literal["metric", "rate_distortion"] = "metric"
     mode: Literal["min"] = "min"  # every search metric is a loss in nats
     num_samples: int = Field(default=16, ge=1)
     max_concurrent: int = Field(default=2, ge=1)
@@ -109,6 +118,22 @@ class SearchConfig(Strict):
             raise ValueError(
                 "algorithm 'bandit_tpe' picks a decoder per trial: give search.space.decoder a list of at least "
                 f"two decoders, got decoder={self.space.decoder!r}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _two_objectives(self) -> SearchConfig:
+        if self.objective != "rate_distortion":
+            return self
+        if self.scheduler.name != "none":
+            raise ValueError(
+                f"scheduler {self.scheduler.name!r} stops trials by one metric, and a rate_distortion search has "
+                "two (a trial worse in one may be on the front by the other): use scheduler: {name: none}"
+            )
+        if self.algorithm == "bandit_tpe":
+            raise ValueError(
+                "algorithm 'bandit_tpe' ranks decoders by one metric; for objective: rate_distortion use optuna "
+                "(multi-objective TPE), nsga2, gp or random, with the decoders as a categorical in search.space"
             )
         return self
 
