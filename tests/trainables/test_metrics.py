@@ -262,8 +262,10 @@ def test_evaluate_linear_gaussian_terms_and_metric_names() -> None:
         "test/rate": result.rate,
         "test/distortion": result.distortion,
         "test/active_units": 2.0,
+        "test/mi": result.mi,
+        "test/marginal_kl": result.marginal_kl,
     }
-    val_names = {"val/nelbo", "val/rate", "val/distortion", "val/active_units"}
+    val_names = {"val/nelbo", "val/rate", "val/distortion", "val/active_units", "val/mi", "val/marginal_kl"}
     assert set(result.as_metrics()) == val_names
 
 
