@@ -23,7 +23,7 @@ from trainables.data import DatasetSplits, check_data_options, dataset_shape, lo
 from trainables.decoders import DECODERS
 from trainables.objectives import OBJECTIVES, LossTerms, objective_parameters
 from trainables.policies import POLICIES, build_policy, policy_parameters
-from trainables.priors import per_dimension_kl
+from trainables.priors import per_dimension_kl, prior_parameters
 from trainables.schedules import FREE_BITS_SCHEDULE, KLWeight, check_free_bits, kl_weight, schedule_parameters
 from trainables.search_names import CONDITIONAL_KEYS, OBJECTIVE_KEY, PRIOR_KEY, SCHEDULE_KEY, SEARCH_NAMES
 from trainables.vae import ModelSpec, build_vae
@@ -229,7 +229,7 @@ class TrialSpec:
                 "train.objective 'iwae' has no capacity schedule (|rate − C| acts on the batch-mean rate): "
                 "choose another schedule (β_t tempers the rate in every importance weight) or use objective elbo")
         if model.prior == "vampprior" and model.prior_params.get("init") == "data" and n_train is not None:
-            k = model.prior_params.get("n_components", 0)
+            k = {**prior_parameters("vampprior"), **model.prior_params}["n_components"]
             if isinstance(k, int) and k > n_train:
                 raise ValueError(f"prior vampprior init 'data' takes n_components={k} distinct training images, "
                                  f"but there are {n_train}: lower n_components or use init 'random'")
