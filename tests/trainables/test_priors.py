@@ -169,3 +169,29 @@ def test_prior_parameters_and_their_errors() -> None:
         build_prior("vampprior", D)
     with pytest.raises(ValueError, match="has no parameter"):
         VAEConfig(shape=SHAPE, prior="standard_normal", prior_params={"n_components": 3})
+
+
+def test_a_learnt_prior_is_written_beside_the_images_for_mlflow(tmp_path) -> None:
+    """The VampPrior's pseudo-inputs as an image grid and its summary as JSON; a mixture of
+    Gaussians' weights, means and scales as JSON; nothing extra for N(0, I). (The driver logs
+    them to the child run: tests/search/test_run_integration.py.)"""
+    import json
+
+    from trainables.checkpoint import PRIOR_JSON, PSEUDO_INPUTS_PNG
+    from trainables.ray_trainables import write_images
+
+    for prior, params in (("vampprior", {"n_components": 4}), ("mog", {"n_components": 3}), ("standard_normal", {})):
+        model = build_vae(VAEConfig(shape=SHAPE, latent_dim=2, encoder="mlp", decoder="mlp_small", width=0.125,
+                                    prior=prior, prior_params=params))
+        directory = tmp_path / prior
+        directory.mkdir()
+        write_images(model, torch.rand(4, *SHAPE), directory, n_samples=4, seed=0)
+        assert (directory / PSEUDO_INPUTS_PNG).is_file() == (prior == "vampprior")
+        if prior == "standard_normal":
+            assert not (directory / PRIOR_JSON).exists()
+            continue
+        summary = json.loads((directory / PRIOR_JSON).read_text())
+        if prior == "mog":
+            assert summary["weights"] == pytest.approx([1 / 3] * 3) and len(summary["scales"]) == 3
+        else:
+            assert len(summary["component_means"]) == 4 and summary["init"] == "random"
