@@ -5,9 +5,11 @@ constructors, the KL schedule over the trial's steps) is what the trainable runs
 
 Every value a search space can draw is checked, not only the fixed ones: each list item and both
 ends of each range (the domains are intervals, so the ends decide). Values that interact are
-checked together: decoder × latent size (the model), schedule × its parameters × β × free bits
-(the objective); the other keys one at a time. The allocation bandit's arms are checked with the
-epochs an arm may get (the whole budget).
+checked together: decoder × latent size (the model), schedule × its parameters × β × free bits ×
+prior × its parameters × objective × its parameters (the loss: free bits need a per-dimension KL,
+IWAE has no free bits or capacity); the other keys one at a time. The allocation bandit's arms are
+checked with the epochs an arm may get (the whole budget). The shared-encoder mode trains the
+N(0, I) prior with the ELBO only.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Any
 from search import roles
 from search.config import Config, ConfigError, FloatRange, IntRange
 from search.trial_specs import trial_spec
-from trainables.search_names import DECODER_KEY, SCHEDULE_KEY, SCHEDULE_PARAM_PREFIX
+from trainables.search_names import CONDITIONAL_KEYS, DECODER_KEY
 from trainables.spec import TrialSpec
 
 
@@ -46,11 +48,16 @@ def _draws(config: Config) -> Iterator[tuple[str, dict[str, Any]]]:
         for draw in _product({"lr": space.lr}):
             yield _where(draw), draw
     loss = {k: v for k, v in (("beta", space.beta), ("free_bits", space.free_bits)) if v is not None}
-    for name, params in (space.schedule or {None: {}}).items():
-        conditional = {f"{SCHEDULE_PARAM_PREFIX}{name}.{p}": v for p, v in params.items()}
-        for draw in _product({**loss, **conditional}):
+    alternatives = [list((getattr(space, key) or {None: {}}).items()) for key in CONDITIONAL_KEYS]
+    for chosen in itertools.product(*alternatives):  # one (name, params) per schedule, prior, objective
+        names: dict[str, Any] = {}
+        conditional: dict[str, Any] = {}
+        for key, (name, params) in zip(CONDITIONAL_KEYS, chosen):
             if name is not None:
-                draw = {SCHEDULE_KEY: name, **draw}
+                names[key] = name
+                conditional.update({f"{key}.{name}.{p}": v for p, v in params.items()})
+        for draw in _product({**loss, **conditional}):
+            draw = {**names, **draw}
             yield _where(draw), draw
 
 
@@ -73,6 +80,8 @@ def check_runnable(config: Config, role: str = roles.SEARCH) -> None:
     """Raise :class:`ConfigError` (one line per problem) unless every trial the config's run mode
     (``role``) can draw would start."""
     problems: dict[str, str] = {}  # reason -> the first place it was found (each reason said once)
+    if role == roles.BANDIT_SHARED_ENCODER:
+        _check_shared_encoder(config)
     if role == roles.BANDIT_ALLOCATION:
         spec = trial_spec(config, epochs=config.bandit.allocation.budget_epochs)
         checks = [(f"bandit.arms={arm!r}", {DECODER_KEY: arm}) for arm in config.bandit.arms]
@@ -94,3 +103,17 @@ def check_runnable(config: Config, role: str = roles.SEARCH) -> None:
     if problems:
         raise ConfigError("a setting can never run:\n  " + "\n  ".join(
             f"{where}: a trial with it could not start: {reason}" for reason, where in problems.items()))
+
+
+def _check_shared_encoder(config: Config) -> None:
+    """The shared-encoder protocol (reference 003) scores decoder heads on one encoder with the
+    N(0, I) prior and the ELBO; a learnt prior or the IWAE objective is not part of it."""
+    problems = []
+    if config.model.prior != "standard_normal":
+        problems.append(f"model.prior={config.model.prior!r}: the shared-encoder mode trains with the N(0, I) prior "
+                        "only; set model.prior: standard_normal, or compare priors with bandit mode allocation")
+    if config.train.objective.name != "elbo":
+        problems.append(f"train.objective={config.train.objective.name!r}: the shared-encoder mode trains with the "
+                        "ELBO only; set train.objective: elbo, or use bandit mode allocation")
+    if problems:
+        raise ConfigError("a setting can never run:\n  " + "\n  ".join(problems))

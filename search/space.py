@@ -1,8 +1,9 @@
 """The YAML search space as an Optuna define-by-run function, wrapped in Ray Tune's OptunaSearch.
 
-Define-by-run is the only way ``OptunaSearch`` supports conditional parameters: the KL schedule
-is a categorical and each schedule's own parameters are suggested only when it is chosen
-(``schedule.<name>.<param>``, so TPE models each schedule's parameters separately).
+Define-by-run is the only way ``OptunaSearch`` supports conditional parameters: the KL schedule,
+the prior and the training objective are categoricals and each one's own parameters are
+suggested only when it is chosen (``schedule.<name>.<param>``, ``prior.<name>.<param>``,
+``objective.<name>.<param>``, so TPE models each one's parameters separately).
 ``random`` uses the same space with Optuna's RandomSampler, so the comparison is like for like
 (the searchers themselves are built in ``search/searchers.py``). The names are the trial spec's
 search names (``trainables.spec.SEARCH_NAMES``), so every sampled key lands in the spec.
@@ -14,7 +15,7 @@ from typing import Any
 import optuna
 
 from search.config import FloatRange, IntRange, SearchSpace
-from trainables.search_names import SCHEDULE_KEY, SCHEDULE_PARAM_PREFIX
+from trainables.search_names import CONDITIONAL_KEYS
 
 
 def _suggest(trial: optuna.Trial, name: str, spec: Any) -> tuple[Any, bool]:
@@ -44,12 +45,15 @@ class DefineByRun:
             value, suggested = _suggest(trial, key, spec)
             if not suggested:
                 fixed[key] = value
-        if self.space.schedule:
-            name, suggested = _suggest(trial, SCHEDULE_KEY, list(self.space.schedule))
+        for component in CONDITIONAL_KEYS:  # schedule, prior, objective
+            choices = getattr(self.space, component)
+            if not choices:
+                continue
+            name, suggested = _suggest(trial, component, list(choices))
             if not suggested:
-                fixed[SCHEDULE_KEY] = name
-            for param, spec in self.space.schedule[name].items():
-                key = f"{SCHEDULE_PARAM_PREFIX}{name}.{param}"
+                fixed[component] = name
+            for param, spec in choices[name].items():
+                key = f"{component}.{name}.{param}"
                 value, suggested = _suggest(trial, key, spec)
                 if not suggested:
                     fixed[key] = value

@@ -34,7 +34,9 @@ TRIAL_ID_TAG = "vaesearch.trial_id"
 ROLE_TAG = "vaesearch.role"
 STATE_TAG = "vaesearch.state"   # running | resumed | finished | interrupted | failed
 _STATES = {"FINISHED": "finished", "KILLED": "interrupted", "FAILED": "failed"}
-IMAGE_FILES = ("reconstructions.png", "samples.png")
+#: What a trial's checkpoint holds for its child run: images under ``images/``; a learnt prior's
+#: pseudo-inputs (VampPrior) under ``images/`` and its summary JSON under ``prior/``.
+IMAGE_FILES = ("reconstructions.png", "samples.png", "pseudo_inputs.png", "prior.json")
 _MAX_PARAM = 6000  # MLflow's limit on a param value
 
 
@@ -254,7 +256,7 @@ class Tracker:
         for name in IMAGE_FILES:
             path = Path(directory) / name
             if path.is_file():
-                self.client.log_artifact(run_id, str(path), artifact_path="images")
+                self.client.log_artifact(run_id, str(path), artifact_path="prior" if name.endswith(".json") else "images")
                 logged.append(name)
         return logged
 

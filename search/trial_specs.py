@@ -3,7 +3,7 @@ config becomes what a trial receives (the driver hands the spec to the trainable
 from __future__ import annotations
 
 from search.config import Config
-from trainables.spec import DataSpec, LossSchedule, NLLSpec, SharedEncoderSpec, TrialSpec
+from trainables.spec import DataSpec, LossSchedule, NLLSpec, ObjectiveSpec, SharedEncoderSpec, TrialSpec
 from trainables.vae import ModelSpec
 
 
@@ -26,6 +26,7 @@ def trial_spec(config: Config, *, epochs: int | None = None) -> TrialSpec:
         model=ModelSpec(**config.model.model_dump()),
         schedule=LossSchedule(name=train.schedule.name, beta=train.beta, params=dict(train.schedule.params),
                               free_bits=train.free_bits),
+        objective=ObjectiveSpec(name=train.objective.name, params=dict(train.objective.params)),
         epochs=train.epochs if epochs is None else epochs,
         batch_size=train.batch_size,
         lr=train.lr,

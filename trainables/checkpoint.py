@@ -20,6 +20,8 @@ STATE_FILE = "state.pt"
 CONFIG_FILE = "vae_config.json"
 RECONSTRUCTIONS_PNG = "reconstructions.png"
 SAMPLES_PNG = "samples.png"
+PSEUDO_INPUTS_PNG = "pseudo_inputs.png"  # the VampPrior's pseudo-inputs
+PRIOR_JSON = "prior.json"  # a learnt prior's weights, component means and scales
 
 
 @dataclass

@@ -1,8 +1,11 @@
-"""Reported metrics: negative ELBO, rate, distortion, active units, importance-sampled NLL.
+"""Reported metrics: negative ELBO, rate, distortion, active units, ELBO surgery, importance-sampled NLL.
 
 Implements the evaluation protocol of Burda et al. 2015 ("Importance Weighted Autoencoders"):
 log p(x) estimated with k = 5000 importance samples from q(z|x), and a latent unit i counted
-as active when Cov_x(E_q[z_i]) > 0.01.
+as active when Cov_x(E_q[z_i]) > 0.01. ELBO surgery (Hoffman & Johnson 2016): the mean rate is
+I_q(x; z) + KL(q(z) ‖ p(z)); the mutual information is estimated as in He et al. 2019
+("Lagging Inference Networks", ``calc_mi``) over the N evaluation examples, see
+:func:`mutual_information`.
 
 Conventions (DESIGN.md "Metric conventions"): nats per example, summed over the dimensions of
 x, averaged over examples. Averages are exact over the whole data tensor (sums accumulated in
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from trainables.gaussian import diag_gaussian_log_prob, reparameterize
 from trainables.model_protocol import VAEModel
 from trainables.objectives import log_importance_weights
 
@@ -27,7 +31,14 @@ __all__ = [
     "evaluate",
     "importance_sampled_log_likelihood",
     "importance_sampled_nll",
+    "mutual_information",
 ]
+
+#: At most this many evaluation examples enter the mutual-information estimate (an N×N matrix of
+#: log-densities, O(N²·D): 4096² · 32 ≈ 0.5 G multiply-adds, about a second on a CPU core). The
+#: estimate cannot exceed log N (8.3 nats at 4096; 6.2 nats for mnist5k's 500 validation images).
+MI_MAX_EXAMPLES = 4096
+_MI_CHUNK = 512  # rows of the N×N matrix at a time (memory O(chunk·N·D))
 
 
 #: The namespaces of every metric a trainable reports (``ray_trainables``: the ELBO terms here,
@@ -45,6 +56,9 @@ class EvalResult:
     distortion: float
     active_units: int
     n_examples: int
+    mi: float = 0.0  # I_q(x; z) estimated over the first mi_examples examples (≤ log mi_examples)
+    marginal_kl: float = 0.0  # KL(q(z) ‖ p(z)) = the rate of those examples − mi
+    mi_examples: int = 0
 
     def as_metrics(self, prefix: str = "val") -> dict[str, float]:
         return {
@@ -52,6 +66,8 @@ class EvalResult:
             f"{prefix}/rate": self.rate,
             f"{prefix}/distortion": self.distortion,
             f"{prefix}/active_units": float(self.active_units),
+            f"{prefix}/mi": self.mi,
+            f"{prefix}/marginal_kl": self.marginal_kl,
         }
 
 
@@ -76,6 +92,30 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
         raise ValueError(f"mu must be (N, D), got shape {tuple(mu.shape)}")
     variance = mu.to(torch.float64).var(dim=0, correction=0)  # (D,)
     return int((variance > threshold).sum().item())
+
+
+def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor) -> float:
+    """I_q(x; z) of the aggregate posterior q(z) = (1/N) Σ_j q(z|x_j) over N examples
+    (He et al. 2019, ``calc_mi``): mean_i [log q(z_i|x_i) − log q(z_i)] with one z_i ~ q(z|x_i) and
+    log q(z_i) ≈ logsumexp_j log q(z_i|x_j) − log N.
+
+    mu, logvar, z: (N, D). Unlike ``calc_mi``, E[log q(z|x)] uses the same z_i (not the analytic
+    negative entropy), so the j = i term bounds every summand: the estimate is ≤ log N exactly, and
+    exactly 0 when q(z|x) does not depend on x. It is biased low when the true I(x; z) approaches
+    log N (the aggregate posterior is then known only through its N components): use large N.
+    """
+    if mu.ndim != 2 or mu.shape != logvar.shape or mu.shape != z.shape or mu.shape[0] < 1:
+        raise ValueError(f"mu, logvar, z must be equal (N, D) with N >= 1, got {tuple(mu.shape)=}, "
+                         f"{tuple(logvar.shape)=}, {tuple(z.shape)=}")
+    mu, logvar, z = (t.to(torch.float64) for t in (mu, logvar, z))
+    n = mu.shape[0]
+    total = torch.zeros((), dtype=torch.float64, device=mu.device)
+    for start in range(0, n, _MI_CHUNK):
+        zi = z[start : start + _MI_CHUNK]  # (c, D)
+        log_q_all = diag_gaussian_log_prob(zi.unsqueeze(1), mu, logvar)  # (c, N): log q(z_i | x_j)
+        own = log_q_all.diagonal(offset=start)  # (c,) log q(z_i | x_i)
+        total += (own - torch.logsumexp(log_q_all, dim=1)).sum()
+    return total.item() / n + math.log(n)
 
 
 @contextmanager
@@ -114,8 +154,10 @@ def evaluate(
     _check_data(data)
     n_examples = data.shape[0]
     distortion_sum = torch.zeros((), dtype=torch.float64, device=data.device)
-    rate_sum = torch.zeros((), dtype=torch.float64, device=data.device)
+    rates: list[torch.Tensor] = []  # (b,) per example
     means: list[torch.Tensor] = []
+    logvars: list[torch.Tensor] = []
+    samples: list[torch.Tensor] = []  # one z ~ q(z|x) per example, for the mutual information
 
     with _global_rng_seeded_from(generator):
         for start in range(0, n_examples, batch_size):
@@ -123,17 +165,29 @@ def evaluate(
             pieces = model(x)
             # Sums, not batch means: a short last batch must not be over-weighted.
             distortion_sum -= pieces.log_px_z.to(torch.float64).sum()
-            rate_sum += pieces.kl_per_dim.to(torch.float64).sum()
-            means.append(model.encode(x).mu)  # (b, D)
+            rates.append(pieces.kl_per_dim.to(torch.float64).sum(1))
+            posterior = model.encode(x)
+            means.append(posterior.mu)  # (b, D)
+            if start < MI_MAX_EXAMPLES:
+                logvars.append(posterior.logvar)
+                samples.append(reparameterize(posterior.mu, posterior.logvar))
 
     distortion = distortion_sum.item() / n_examples
-    rate = rate_sum.item() / n_examples
+    per_example_rate = torch.cat(rates)  # (N,)
+    rate = per_example_rate.sum().item() / n_examples
+    mu = torch.cat(means)
+    m = min(n_examples, MI_MAX_EXAMPLES)
+    mi = mutual_information(mu[:m], torch.cat(logvars)[:m], torch.cat(samples)[:m])
     return EvalResult(
         nelbo=distortion + rate,
         rate=rate,
         distortion=distortion,
-        active_units=active_units(torch.cat(means)),
+        active_units=active_units(mu),
         n_examples=n_examples,
+        mi=mi,
+        # The rate of the same examples the MI saw; not clamped: its noise is the estimators'.
+        marginal_kl=per_example_rate[:m].mean().item() - mi,
+        mi_examples=m,
     )
 
 

@@ -20,7 +20,7 @@ class ELBOPieces(Protocol):
     def log_px_z(self) -> torch.Tensor: ...  # (B,)
 
     @property
-    def kl_per_dim(self) -> torch.Tensor: ...  # (B, D)
+    def kl_per_dim(self) -> torch.Tensor: ...  # (B, D), or (B, 1) for a Monte Carlo rate: sums to the rate
 
 
 class Prior(Protocol):

@@ -9,6 +9,7 @@ driver can log them to MLflow without the workers knowing where MLflow is.
 """
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from dataclasses import dataclass
@@ -18,14 +19,23 @@ from typing import Any, Mapping
 import torch
 from ray import tune
 
-from trainables.checkpoint import RECONSTRUCTIONS_PNG, SAMPLES_PNG, TrainState, load_checkpoint, save_checkpoint
+from trainables.checkpoint import (
+    PRIOR_JSON,
+    PSEUDO_INPUTS_PNG,
+    RECONSTRUCTIONS_PNG,
+    SAMPLES_PNG,
+    TrainState,
+    load_checkpoint,
+    save_checkpoint,
+)
 from trainables.data import DatasetSplits, steps_per_epoch
 from trainables.device import pick_device
 from trainables.divergence import check_divergence, marginal_nll
-from trainables.final_eval import evaluate_test_set
+from trainables.final_eval import MAX_ROWS_PER_CALL, evaluate_test_set
 from trainables.images import reconstruction_pairs, save_png
-from trainables.metrics import evaluate
+from trainables.metrics import evaluate, importance_sampled_nll
 from trainables.policies import build_policy
+from trainables.priors import VampPrior
 from trainables.shared_encoder.checkpoint import load_state, save_state
 from trainables.shared_encoder.loop import (
     SharedEncoderProgress,
@@ -62,6 +72,9 @@ def start_trial(spec: TrialSpec, device: torch.device | str = "cpu") -> StartedT
     total = spec.epochs * steps_per_epoch(data.train.shape[0], spec.batch_size)
     spec.schedule.check(total)
     model = build_vae(spec.vae_config(data.shape)).to(device)
+    # The VampPrior's "init: data" picks its pseudo-inputs among the training images (a checkpoint
+    # restored afterwards overwrites them); its own generator leaves the global RNG stream alone.
+    model.prior.init_from_data(data.train, generator=torch.Generator().manual_seed(spec.seed))
     return StartedTrial(data, model, torch.optim.Adam(model.parameters(), lr=spec.lr), total)
 
 
@@ -84,10 +97,10 @@ def train_vae(config: Mapping[str, Any], spec: TrialSpec) -> None:
         stats = train_epoch(
             model, optimizer, data.train, batch_size=spec.batch_size, schedule=spec.schedule,
             step=state.step, total_steps=total, binarize=data.binarize, generator=batch_rng,
-            grad_clip=spec.grad_clip,
+            grad_clip=spec.grad_clip, objective=spec.objective,
         )
         state = TrainState(epoch=epoch + 1, step=state.step + stats.steps)
-        metrics: dict[str, Any] = {**stats.as_metrics(), **evaluate(model, data.val, batch_size=spec.eval_batch_size).as_metrics("val")}
+        metrics: dict[str, Any] = {**stats.as_metrics(), **validation_metrics(model, data, spec)}
         metrics["epoch"] = state.epoch
         check_divergence(metrics["val/nelbo"], baseline, state.epoch, spec.epochs)
         if state.epoch == spec.epochs and spec.test_nll is not None:
@@ -96,6 +109,20 @@ def train_vae(config: Mapping[str, Any], spec: TrialSpec) -> None:
             save_checkpoint(directory, model, optimizer, state, batch_rng)
             write_images(model, fixed_images, directory, n_samples=spec.n_images, seed=spec.seed)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def validation_metrics(model: VAE, data: DatasetSplits, spec: TrialSpec) -> dict[str, float]:
+    """``val/``: the ELBO terms, active units and ELBO surgery (β = 1, comparable across trials),
+    plus ``val/iwae`` (the negative k-sample bound at the training k) for an IWAE trial."""
+    model.eval()
+    metrics = evaluate(model, data.val, batch_size=spec.eval_batch_size).as_metrics("val")
+    if spec.objective.name == "iwae":
+        k = spec.objective.k
+        batch = max(1, min(data.val.shape[0], MAX_ROWS_PER_CALL // k))
+        generator = torch.Generator(device=data.val.device).manual_seed(spec.seed)
+        metrics["val/iwae"] = importance_sampled_nll(model, data.val, k=k, batch_size=batch, chunk_size=k,
+                                                     generator=generator)
+    return metrics
 
 
 def train_shared_encoder(config: Mapping[str, Any], spec: SharedEncoderSpec) -> None:
@@ -135,6 +162,18 @@ def write_images(model: VAE, originals: torch.Tensor, directory: str | Path, *, 
     save_png(pairs, Path(directory) / RECONSTRUCTIONS_PNG, nrow=cols)
     generator = torch.Generator(device=originals.device).manual_seed(seed)
     save_png(model.sample(n_samples, generator=generator), Path(directory) / SAMPLES_PNG)
+    write_prior_artifacts(model, directory)
+
+
+def write_prior_artifacts(model: VAE, directory: str | Path) -> None:
+    """A learnt prior's picture for MLflow: the VampPrior's pseudo-inputs as an image grid, and
+    the prior's summary as JSON (mixture weights, component means and scales)."""
+    if isinstance(model.prior, VampPrior):
+        with torch.no_grad():
+            save_png(model.prior.pseudo_inputs(), Path(directory) / PSEUDO_INPUTS_PNG)
+    summary = model.prior.summary()
+    if summary is not None:
+        (Path(directory) / PRIOR_JSON).write_text(json.dumps(summary))
 
 
 def write_head_images(model: SharedEncoderVAE, originals: torch.Tensor, directory: str | Path, *, seed: int) -> None:

@@ -15,9 +15,13 @@ SEARCH_NAMES: Mapping[str, str] = {
     DECODER_KEY: "model.decoder",
     "encoder": "model.encoder",
     "width": "model.width",
-    "prior": "model.prior",
     "beta": "schedule.beta",
     "free_bits": "schedule.free_bits",
 }
 SCHEDULE_KEY = "schedule"          # the sampled schedule name
 SCHEDULE_PARAM_PREFIX = "schedule."  # + "<schedule>.<param>": conditional on that schedule
+#: The other components chosen with conditional parameters, like the schedule: the sampled name
+#: under the key, its parameters under "<key>.<name>.<param>" (only the chosen one's apply).
+PRIOR_KEY = "prior"                # -> model.prior and model.prior_params
+OBJECTIVE_KEY = "objective"        # -> objective.name and objective.params
+CONDITIONAL_KEYS = (SCHEDULE_KEY, PRIOR_KEY, OBJECTIVE_KEY)

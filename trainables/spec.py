@@ -5,8 +5,10 @@ hands it to the trainable as is (``tune.with_parameters``); Tune's sampled value
 through one generic path, :meth:`TrialSpec.with_overrides`. A sampled key is a dotted path of
 the spec (``model.decoder``, ``schedule.beta``, ``lr``) or one of the short search names of
 :data:`SEARCH_NAMES` (``decoder``, ``beta``; the names a search space, Tune's progress table and
-MLflow's child-run params use), plus the KL schedule's conditional keys (``schedule`` and
-``schedule.<name>.<param>``, see :meth:`LossSchedule.choose`). An unknown key is an error.
+MLflow's child-run params use), plus the conditional keys of the KL schedule, the prior and the
+training objective (``schedule`` and ``schedule.<name>.<param>``, ``prior`` and
+``prior.<name>.<param>``, ``objective`` and ``objective.<name>.<param>``; see :func:`choose`).
+An unknown key is an error.
 """
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ import torch
 
 from trainables.data import DatasetSplits, check_data_options, dataset_shape, load_dataset, steps_per_epoch
 from trainables.decoders import DECODERS
+from trainables.objectives import OBJECTIVES, LossTerms, objective_parameters
 from trainables.policies import POLICIES, build_policy, policy_parameters
+from trainables.priors import per_dimension_kl, prior_parameters
 from trainables.schedules import FREE_BITS_SCHEDULE, KLWeight, check_free_bits, kl_weight, schedule_parameters
-from trainables.search_names import SCHEDULE_KEY, SCHEDULE_PARAM_PREFIX, SEARCH_NAMES
+from trainables.search_names import CONDITIONAL_KEYS, OBJECTIVE_KEY, PRIOR_KEY, SCHEDULE_KEY, SEARCH_NAMES
 from trainables.vae import ModelSpec, build_vae
 
 S = TypeVar("S")
@@ -84,14 +88,50 @@ class LossSchedule:
         return [self.weight(step + i, total_steps) for i in range(n_steps)]
 
     def choose(self, name: str | None, conditional: Mapping[str, Any]) -> LossSchedule:
-        """This schedule with a sampled schedule ``name`` (None: keep it) and its sampled
-        parameters: of ``conditional`` ({"<schedule>.<param>": value}) only the chosen
-        schedule's apply. The parameters written for this schedule stay only if it is kept."""
-        chosen = self.name if name is None else name
-        params = dict(self.params) if chosen == self.name else {}
-        prefix = f"{chosen}."
-        params.update({k[len(prefix):]: v for k, v in conditional.items() if k.startswith(prefix)})
+        """This schedule with a sampled schedule ``name`` and its sampled parameters (:func:`choose`)."""
+        chosen, params = choose(self.name, self.params, name, conditional)
         return LossSchedule(name=chosen, beta=self.beta, params=params, free_bits=self.free_bits)
+
+
+def choose(current: str, params: Mapping[str, Any], name: str | None,
+           conditional: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A component (schedule, prior, objective) with a sampled ``name`` (None: keep ``current``) and
+    its sampled parameters: of ``conditional`` ({"<name>.<param>": value}) only the chosen one's
+    apply. The parameters written for ``current`` stay only if it is kept."""
+    chosen = current if name is None else name
+    out = dict(params) if chosen == current else {}
+    prefix = f"{chosen}."
+    out.update({k[len(prefix):]: v for k, v in conditional.items() if k.startswith(prefix)})
+    return chosen, out
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """The training objective by name (``trainables.objectives.OBJECTIVES``) and its parameters:
+    ``elbo`` (none) or ``iwae`` (``k``, the importance samples per example)."""
+
+    name: str = "elbo"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", dict(self.params))
+        allowed = objective_parameters(self.name)  # an unknown name fails here
+        unknown = sorted(set(self.params) - set(allowed))
+        if unknown:
+            raise ValueError(f"objective {self.name!r} has no parameter(s) {unknown}; allowed: {sorted(allowed)}")
+        if "k" in self.params:
+            _check_number("objective.iwae.k", self.params["k"], integer=True, minimum=1, strict=False)
+
+    @property
+    def k(self) -> int:
+        """Importance samples per example in training (1 for the ELBO)."""
+        return int(self.params.get("k", objective_parameters(self.name).get("k", 1)))
+
+    def loss(self, model: Any, x: torch.Tensor, weight: KLWeight, free_bits: float = 0.0) -> LossTerms:
+        return OBJECTIVES.get(self.name)(model, x, weight, free_bits=free_bits, **self.params)
+
+    def choose(self, name: str | None, conditional: Mapping[str, Any]) -> ObjectiveSpec:
+        return ObjectiveSpec(*choose(self.name, self.params, name, conditional))
 
 
 @dataclass(frozen=True)
@@ -110,6 +150,7 @@ class TrialSpec:
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     schedule: LossSchedule = field(default_factory=LossSchedule)
+    objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -123,11 +164,22 @@ class TrialSpec:
     def with_overrides(self, sampled: Mapping[str, Any] | None) -> TrialSpec:
         """This spec with Tune's sampled values (see the module docstring for the key names)."""
         sampled = dict(sampled or {})
-        conditional = {k[len(SCHEDULE_PARAM_PREFIX):]: sampled.pop(k) for k in list(sampled)
-                       if k.startswith(SCHEDULE_PARAM_PREFIX) and k.count(".") == 2}
         spec = self
-        if SCHEDULE_KEY in sampled or conditional:
-            spec = dataclasses.replace(spec, schedule=spec.schedule.choose(sampled.pop(SCHEDULE_KEY, None), conditional))
+        for key in CONDITIONAL_KEYS:
+            prefix = f"{key}."
+            conditional = {k[len(prefix):]: sampled.pop(k) for k in list(sampled)
+                           if k.startswith(prefix) and k.count(".") == 2}
+            if key not in sampled and not conditional:
+                continue
+            name = sampled.pop(key, None)
+            if key == SCHEDULE_KEY:
+                spec = dataclasses.replace(spec, schedule=spec.schedule.choose(name, conditional))
+            elif key == OBJECTIVE_KEY:
+                spec = dataclasses.replace(spec, objective=spec.objective.choose(name, conditional))
+            else:
+                assert key == PRIOR_KEY
+                prior, params = choose(spec.model.prior, spec.model.prior_params, name, conditional)
+                spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, prior=prior, prior_params=params))
         for key, value in sampled.items():
             spec = replace_path(spec, SEARCH_NAMES.get(key, key), value, aliases=SEARCH_NAMES)
         return spec
@@ -158,6 +210,29 @@ class TrialSpec:
             build_vae(self.vae_config(dataset_shape(data.name, data.resize)))
         # Unknown size (a dataset not loaded yet): at least one step per epoch.
         self.schedule.check(self.epochs * (steps_per_epoch(n_train, self.batch_size) if n_train else 1))
+        self._check_combinations(n_train)
+
+    def _check_combinations(self, n_train: int | None) -> None:
+        """The settings that cannot go together (docs/vae-science.md says why)."""
+        model, schedule, objective = self.model, self.schedule, self.objective
+        if schedule.free_bits > 0 and not per_dimension_kl(model.prior):
+            raise ValueError(
+                f"free bits (train.free_bits / the free_bits schedule, λ={schedule.free_bits}) are per latent dimension, "
+                f"but the {model.prior!r} prior's rate is a Monte Carlo estimate log q(z|x) − log p(z) that does not "
+                "split over dimensions: set train.free_bits: 0 and no free_bits schedule, or use prior standard_normal")
+        if objective.name == "iwae" and schedule.free_bits > 0:
+            raise ValueError(
+                f"train.objective 'iwae' has no free bits (they act on the batch-mean rate, the IWAE bound has none), "
+                f"got λ={schedule.free_bits}: set train.free_bits: 0 and no free_bits schedule, or use objective elbo")
+        if objective.name == "iwae" and schedule.name == "capacity":
+            raise ValueError(
+                "train.objective 'iwae' has no capacity schedule (|rate − C| acts on the batch-mean rate): "
+                "choose another schedule (β_t tempers the rate in every importance weight) or use objective elbo")
+        if model.prior == "vampprior" and model.prior_params.get("init") == "data" and n_train is not None:
+            k = {**prior_parameters("vampprior"), **model.prior_params}["n_components"]
+            if isinstance(k, int) and k > n_train:
+                raise ValueError(f"prior vampprior init 'data' takes n_components={k} distinct training images, "
+                                 f"but there are {n_train}: lower n_components or use init 'random'")
 
 
 @dataclass(frozen=True)

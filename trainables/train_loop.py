@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from trainables.data import binarize_batch, minibatch_indices, steps_per_epoch
-from trainables.objectives import vae_loss
-from trainables.spec import LossSchedule
+from trainables.spec import LossSchedule, ObjectiveSpec
 
 
 class NonFiniteLossError(RuntimeError):
@@ -55,8 +54,11 @@ def train_epoch(
     binarize: str,
     generator: torch.Generator | None = None,
     grad_clip: float | None = None,
+    objective: ObjectiveSpec | None = None,
 ) -> EpochStats:
-    """Train for one pass over ``train``; ``step`` is the global step at the start of the epoch."""
+    """Train for one pass over ``train``; ``step`` is the global step at the start of the epoch.
+    ``objective``: the ELBO (None) or the IWAE bound (``trainables.objectives``)."""
+    objective = objective or ObjectiveSpec()
     model.train()
     start = time.perf_counter()
     device = train.device
@@ -64,8 +66,7 @@ def train_epoch(
     stats: list[torch.Tensor] = []  # loss, distortion, rate of every step (detached views: no kernel), reduced once
     for weight, idx in zip(weights, minibatch_indices(train.shape[0], batch_size, generator=generator, device=device)):
         x = binarize_batch(train[idx], binarize)  # (B, C, H, W)
-        out = model(x)
-        terms = vae_loss(out.log_px_z, out.kl_per_dim, weight, free_bits=schedule.free_bits)
+        terms = objective.loss(model, x, weight, free_bits=schedule.free_bits)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         if grad_clip is not None:

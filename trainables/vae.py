@@ -3,8 +3,10 @@
 VAE = encoder q(z|x) + decoder + likelihood p(x|z) + prior p(z), each chosen by name
 from its registry, so a search trial is fully described by a ``VAEConfig`` (plain,
 JSON-serialisable values that travel through Ray Tune, Optuna and MLflow). ``forward``
-returns the pieces of the ELBO (log p(x|z) for one reparameterised z, the per-dimension
-analytic KL); weighting them (beta, free bits, capacity) is ``objectives.py``'s job.
+returns the pieces of the ELBO (log p(x|z) for one reparameterised z, the prior's rate terms:
+the analytic KL per latent dimension for N(0, I), the single-sample Monte Carlo estimate
+log q(z|x) − log p(z) for the mixture priors, ``trainables.priors``); weighting them (beta, free
+bits, capacity) is ``objectives.py``'s job.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from trainables.decoders import DECODERS, build_decoder
 from trainables.encoders import ENCODERS, build_encoder, check_latent_dim, check_shape, check_width
 from trainables.gaussian import Posterior, reparameterize
 from trainables.likelihoods import LIKELIHOODS, Likelihood, build_likelihood, check_sigma
-from trainables.priors import PRIORS, build_prior
+from trainables.priors import PRIORS, Prior, build_prior, prior_parameters
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class ModelSpec:
     sigma_mode: str = "fixed"  # Gaussian likelihood only: fixed | learned | optimal
     prior: str = "standard_normal"
     width: float = 1.0  # scales every hidden width / channel count
+    prior_params: dict[str, Any] = dataclasses.field(default_factory=dict)  # the prior's own (trainables.priors)
 
     def __post_init__(self) -> None:
         # Normalise what JSON/YAML hand over (numpy ints, ints for floats) so that two equal
@@ -47,6 +50,15 @@ class ModelSpec:
         for registry, name in ((ENCODERS, self.encoder), (DECODERS, self.decoder), (LIKELIHOODS, self.likelihood),
                                (PRIORS, self.prior)):
             registry.check(name)
+        object.__setattr__(self, "prior_params", dict(self.prior_params))
+        unknown = sorted(set(self.prior_params) - set(prior_parameters(self.prior)))
+        if unknown:
+            raise ValueError(f"prior {self.prior!r} has no parameter(s) {unknown}; "
+                             f"allowed: {sorted(prior_parameters(self.prior))}")
+
+    def __hash__(self) -> int:  # prior_params is a dict: hash its sorted items
+        return hash(tuple((f.name, tuple(sorted(v.items())) if isinstance(v := getattr(self, f.name), dict) else v)
+                          for f in dataclasses.fields(self)))
 
     def vae_config(self, shape: Sequence[int]) -> VAEConfig:
         """This model for images of ``shape`` (C, H, W)."""
@@ -60,6 +72,8 @@ class VAEConfig(ModelSpec):
     store it as ``vae_config.json``)."""
 
     shape: tuple[int, int, int]  # (C, H, W) of one image
+
+    __hash__ = ModelSpec.__hash__
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", check_shape(self.shape))
@@ -77,6 +91,7 @@ class VAEConfig(ModelSpec):
         unknown = sorted(set(d) - set(fields))
         if unknown:
             raise ValueError(f"unknown VAEConfig keys {unknown}; valid keys: {fields}")
+        d = {"prior_params": {}, **d}  # added after the first checkpoints were written
         missing = [name for name in fields if name not in d]
         if missing:
             raise ValueError(f"VAEConfig is missing required keys {missing}; got keys {sorted(d)}")
@@ -90,7 +105,9 @@ class VAEOutput:
     logvar: torch.Tensor  # (B, D)
     z: torch.Tensor  # (B, D)
     log_px_z: torch.Tensor  # (B,) log p(x | z), summed over pixels
-    kl_per_dim: torch.Tensor  # (B, D) analytic KL(q(z|x) || p(z)) per latent dimension
+    # The rate terms, summing over dim 1 to KL(q(z|x) || p(z)) per example: (B, D), the analytic KL
+    # per latent dimension (N(0, I)), or (B, 1), one Monte Carlo estimate (mixture priors).
+    kl_per_dim: torch.Tensor
 
 
 class VAE(nn.Module):
@@ -102,7 +119,8 @@ class VAE(nn.Module):
         self.likelihood: Likelihood = build_likelihood(
             config.likelihood, config.shape, sigma=config.sigma, sigma_mode=config.sigma_mode
         )
-        self.prior = build_prior(config.prior, config.latent_dim)
+        self.prior: Prior = build_prior(config.prior, config.latent_dim, shape=config.shape, encoder=self.encoder,
+                                        params=config.prior_params)
 
     def encode(self, x: torch.Tensor) -> Posterior:  # (B, C, H, W) -> Posterior of (B, D)
         if tuple(x.shape[1:]) != self.config.shape:
@@ -142,7 +160,7 @@ class VAE(nn.Module):
 
 
 def elbo_pieces(
-    x: torch.Tensor, posterior: Posterior, decoder: nn.Module, likelihood: Likelihood, prior: nn.Module,
+    x: torch.Tensor, posterior: Posterior, decoder: nn.Module, likelihood: Likelihood, prior: Prior,
     generator: torch.Generator | None = None,
 ) -> VAEOutput:
     """The single-sample ELBO pieces of ``decoder`` on x (B, C, H, W) for one reparameterised z
@@ -155,7 +173,7 @@ def elbo_pieces(
         logvar=posterior.logvar,
         z=z,
         log_px_z=likelihood.log_prob(x, params),  # (B,)
-        kl_per_dim=prior.kl(posterior.mu, posterior.logvar),  # (B, D)
+        kl_per_dim=prior.rate(posterior, z),  # (B, D) or (B, 1)
     )
 
 

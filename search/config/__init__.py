@@ -25,6 +25,7 @@ from search.config.sections import (
     DataConfig,
     FinalEvalConfig,
     ModelConfig,
+    ObjectiveConfig,
     ResourcesConfig,
     ScheduleConfig,
     SchedulerConfig,
@@ -35,7 +36,7 @@ from search.config.sections import (
 
 __all__ = [
     "AllocationConfig", "BanditConfig", "Config", "ConfigError", "DataConfig", "FinalEvalConfig", "FloatRange",
-    "IntRange", "ModelConfig", "ResourcesConfig", "ScheduleConfig", "SchedulerConfig", "SearchConfig", "SearchSpace",
+    "IntRange", "ModelConfig", "ObjectiveConfig", "ResourcesConfig", "ScheduleConfig", "SchedulerConfig", "SearchConfig", "SearchSpace",
     "SharedEncoderConfig", "TrackingConfig", "TrainConfig", "load_config", "parse_config",
 ]
 

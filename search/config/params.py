@@ -12,6 +12,9 @@ from typing import Any, Union
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from trainables.decoders import DECODERS
+from trainables.objectives import OBJECTIVE_PARAMETERS
+from trainables.priors import PRIOR_PARAMETERS
+from trainables.registry import Registry
 from trainables.schedules import SCHEDULE_PARAMETERS, schedule_parameters
 
 
@@ -55,6 +58,9 @@ StrParam = Union[str, list[str]]
 # Schedule parameters: integers stay integers (``n_cycles: [2, 4]``).
 ScheduleParam = Union[int, float, list[int], list[float], FloatRange]  # an int parameter's range becomes an IntRange
 
+# Prior and objective parameters: as a schedule's, plus categorical strings (vampprior ``init``).
+ComponentParam = Union[int, float, str, list[int], list[float], list[str], FloatRange]
+
 #: The range models by name, for the error messages (search.config.errors).
 RANGE_MODELS: dict[str, type[BaseModel]] = {"FloatRange": FloatRange, "IntRange": IntRange}
 
@@ -79,6 +85,31 @@ def check_schedule_params(name: str, params: Iterable[str]) -> None:
     check_component_params("schedule", name, params, schedule_parameters(name))
 
 
+def check_registered_params(registry: Registry[Any], name: str, params: Iterable[str]) -> None:
+    """``name`` is in ``registry`` (a parameters registry: name -> {param: default}) and ``params``
+    only its own parameters."""
+    allowed = registry.get(name)
+    check_component_params(registry.kind, name, params, allowed)
+
+
+def _conditional_space(registry: Registry[Any], v: Any) -> dict[str, dict[str, Any]] | None:
+    """A component's search space: a list of names (each with its parameters' defaults) or
+    {name: {param: value, list or range}}; integer parameters' ranges are drawn as integers."""
+    if v is None:
+        return v
+    if isinstance(v, list):
+        v = {name: {} for name in v}
+    if not v:
+        raise ValueError(f"{registry.kind}: give at least one {registry.kind} name")
+    for name, params in v.items():
+        check_registered_params(registry, name, params)
+        defaults = registry.get(name)
+        for param, spec in params.items():
+            if isinstance(spec, FloatRange) and isinstance(defaults[param], int):
+                params[param] = _integer_range(f"{name}.{param}", spec)
+    return v
+
+
 def _integer_range(key: str, spec: FloatRange) -> IntRange:
     """A range of an integer parameter (its default is an int) is drawn as integers; a range of a
     real one as reals, whatever its bounds look like."""
@@ -97,6 +128,19 @@ class SearchSpace(Strict):
     free_bits: FloatParam | None = None
     # schedule name -> {param: spec}; the params are conditional on that schedule being chosen.
     schedule: dict[str, dict[str, ScheduleParam]] | None = None
+    # The prior and the training objective, likewise: [names] or {name: {param: spec}}.
+    prior: list[str] | dict[str, dict[str, ComponentParam]] | None = None
+    objective: list[str] | dict[str, dict[str, ComponentParam]] | None = None
+
+    @field_validator("prior")
+    @classmethod
+    def _priors(cls, v: Any) -> dict[str, dict[str, Any]] | None:
+        return _conditional_space(PRIOR_PARAMETERS, v)
+
+    @field_validator("objective")
+    @classmethod
+    def _objectives(cls, v: Any) -> dict[str, dict[str, Any]] | None:
+        return _conditional_space(OBJECTIVE_PARAMETERS, v)
 
     @field_validator("decoder")
     @classmethod

@@ -6,20 +6,22 @@ the choices that make a bad value a clear error before anything starts.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from search.config.params import SearchSpace, Strict, check_schedule_params
+from search.config.params import SearchSpace, Strict, check_registered_params, check_schedule_params
 from trainables.data_sources import DATASETS
 from trainables.decoders import DECODERS
 from trainables.encoders import ENCODERS
 from trainables.likelihoods import LIKELIHOODS
-from trainables.priors import PRIORS
-from trainables.spec import DataSpec, LossSchedule, NLLSpec, TrialSpec
+from trainables.objectives import OBJECTIVE_PARAMETERS
+from trainables.priors import PRIOR_PARAMETERS, PRIORS
+from trainables.spec import DataSpec, LossSchedule, NLLSpec, ObjectiveSpec, TrialSpec
 from trainables.vae import ModelSpec
 
-_DATA, _MODEL, _TRIAL, _SCHEDULE, _NLL = DataSpec(), ModelSpec(), TrialSpec(), LossSchedule(), NLLSpec()
+_DATA, _MODEL, _TRIAL, _SCHEDULE, _NLL, _OBJECTIVE = (
+    DataSpec(), ModelSpec(), TrialSpec(), LossSchedule(), NLLSpec(), ObjectiveSpec())
 _COMPONENTS = {"encoder": ENCODERS, "decoder": DECODERS, "likelihood": LIKELIHOODS, "prior": PRIORS}
 
 
@@ -48,11 +50,17 @@ class ModelConfig(Strict):
     latent_dim: int = Field(default=_MODEL.latent_dim, ge=1)
     width: float = Field(default=_MODEL.width, gt=0)
     prior: str = _MODEL.prior
+    prior_params: dict[str, int | float | str] = Field(default_factory=dict)   # e.g. {n_components: 50}
 
     @field_validator("encoder", "decoder", "likelihood", "prior")
     @classmethod
     def _registered(cls, v: str, info: ValidationInfo) -> str:
         return _COMPONENTS[info.field_name].check(v)  # type: ignore[index]
+
+    @model_validator(mode="after")
+    def _prior_params(self) -> ModelConfig:
+        check_registered_params(PRIOR_PARAMETERS, self.prior, self.prior_params)
+        return self
 
 
 class ScheduleConfig(Strict):
@@ -65,6 +73,20 @@ class ScheduleConfig(Strict):
         return self
 
 
+class ObjectiveConfig(Strict):
+    """``elbo`` or ``iwae`` with ``params: {k: ...}``; a bare name is accepted (``objective: iwae``)."""
+
+    name: str = _OBJECTIVE.name
+    params: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> ObjectiveConfig:
+        check_registered_params(OBJECTIVE_PARAMETERS, self.name, self.params)
+        if any(v < 1 for v in self.params.values()):
+            raise ValueError(f"the iwae objective needs k >= 1 importance samples, got {self.params}")
+        return self
+
+
 class TrainConfig(Strict):
     epochs: int = Field(default=_TRIAL.epochs, ge=1)
     batch_size: int = Field(default=_TRIAL.batch_size, ge=1)
@@ -72,9 +94,15 @@ class TrainConfig(Strict):
     beta: float = Field(default=_SCHEDULE.beta, ge=0)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     free_bits: float = Field(default=_SCHEDULE.free_bits, ge=0)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     grad_clip: float | None = Field(default=_TRIAL.grad_clip, gt=0)
     eval_batch_size: int = Field(default=_TRIAL.eval_batch_size, ge=1)
     n_images: int = Field(default=_TRIAL.n_images, ge=1, le=256)
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _objective_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
 
 
 class FinalEvalConfig(Strict):

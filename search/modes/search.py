@@ -28,7 +28,7 @@ from trainables.final_eval import final_test_metrics
 from trainables.ray_trainables import train_vae
 
 #: The progress table's parameter columns, when searched.
-SEARCH_COLUMNS = ["decoder", "latent_dim", "beta", "schedule", "lr"]
+SEARCH_COLUMNS = ["decoder", "latent_dim", "beta", "schedule", "prior", "objective", "lr"]
 
 
 @dataclass(kw_only=True)

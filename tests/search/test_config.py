@@ -156,3 +156,42 @@ def test_cli_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["validate", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "model.decoder" in err and "mlp_small" in err
+
+
+def test_priors_and_objectives_in_the_config_and_the_space() -> None:
+    config = parse_config({
+        "model": {"prior": "vampprior", "prior_params": {"n_components": 20, "init": "data"}},
+        "train": {"objective": "iwae"},
+        "search": {"space": {"prior": ["standard_normal", "mog"],
+                             "objective": {"elbo": {}, "iwae": {"k": {"low": 2, "high": 50.0, "log": True}}}}},
+    })
+    assert config.model.prior_params == {"n_components": 20, "init": "data"}
+    assert config.train.objective.name == "iwae" and config.train.objective.params == {}
+    assert config.search.space.prior == {"standard_normal": {}, "mog": {}}  # a list: each with its defaults
+    assert config.search.space.objective["iwae"]["k"] == IntRange(low=2, high=50, log=True)  # k is an integer
+    assert parse_config({"train": {"objective": {"name": "iwae", "params": {"k": 10}}}}).train.objective.params == {"k": 10}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"model": {"prior": "vamp"}}, "model.prior: unknown prior 'vamp'; valid names: ['standard_normal', 'mog', 'vampprior']"),
+    ({"model": {"prior": "mog", "prior_params": {"init": "data"}}}, "prior 'mog' has no parameter 'init'; allowed: n_components"),
+    ({"train": {"objective": "iwea"}}, "unknown objective 'iwea'"),
+    ({"train": {"objective": {"name": "iwae", "params": {"n": 3}}}}, "objective 'iwae' has no parameter 'n'; allowed: k"),
+    ({"search": {"space": {"prior": {"vampprior": {"k": [1, 2]}}}}}, "prior 'vampprior' has no parameter 'k'"),
+    ({"search": {"space": {"objective": []}}}, "give at least one objective name"),
+])
+def test_bad_priors_and_objectives_are_named(data: dict, message: str) -> None:
+    assert message in _error(data)
+
+
+def test_shared_encoder_mode_refuses_a_learnt_prior_and_iwae() -> None:
+    from search.roles import BANDIT_SHARED_ENCODER
+    from search.runnable import check_runnable
+
+    config = parse_config({"data": {"name": "digits"}, "model": {"prior": "mog"}, "train": {"objective": "iwae"},
+                           "bandit": {"mode": "shared_encoder"}})
+    with pytest.raises(ConfigError) as info:
+        check_runnable(config, BANDIT_SHARED_ENCODER)
+    assert "model.prior='mog': the shared-encoder mode trains with the N(0, I) prior only" in str(info.value)
+    assert "train.objective='iwae': the shared-encoder mode trains with the ELBO only" in str(info.value)
+    check_runnable(parse_config({"data": {"name": "digits"}, "bandit": {"mode": "shared_encoder"}}), BANDIT_SHARED_ENCODER)

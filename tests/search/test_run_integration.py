@@ -1,6 +1,7 @@
 """End to end: a small search with real Ray Tune, real Optuna and a real MLflow SQLite store."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import mlflow
@@ -24,9 +25,18 @@ def _children(client: MlflowClient, summary) -> list:
     return client.search_runs([summary.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{summary.parent_run_id}'")
 
 
+def _vamp_iwae_search(tmp_path: Path) -> dict:
+    """The small search with a VampPrior (pseudo-inputs from training images) and the objective
+    searched: the ELBO, or IWAE with k = 2 or 4."""
+    data = small_search(tmp_path)
+    data["model"].update(prior="vampprior", prior_params={"n_components": 8, "init": "data"})
+    data["search"]["space"]["objective"] = {"elbo": {}, "iwae": {"k": [2, 4]}}
+    return data
+
+
 def test_search_records_every_trial_in_mlflow(tmp_path: Path, ray_local) -> None:
-    config = parse_config(small_search(tmp_path))
-    summary = run_search(config, yaml_text=yaml.safe_dump(small_search(tmp_path)), verbose=0)
+    config = parse_config(_vamp_iwae_search(tmp_path))
+    summary = run_search(config, yaml_text=yaml.safe_dump(_vamp_iwae_search(tmp_path)), verbose=0)
     assert summary.n_trials == 4 and summary.n_errors == 0
     # every epoch's checkpoint was kept while the search ran; at the end only each trial's last
     trial_dirs = list(Path(summary.experiment_path).glob("train_vae_*"))
@@ -46,12 +56,18 @@ def test_search_records_every_trial_in_mlflow(tmp_path: Path, ray_local) -> None
     assert len({c.data.tags[TRIAL_ID_TAG] for c in children}) == 4
     for child in children:
         assert child.info.status == "FINISHED"
-        assert set(child.data.params) >= {"beta", "latent_dim", "decoder", "schedule"}
+        assert set(child.data.params) >= {"beta", "latent_dim", "decoder", "schedule", "objective"}
         history = client.get_metric_history(child.info.run_id, "val/nelbo")
         assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
-        assert {"val/rate", "val/distortion", "val/active_units", "train/loss", "beta"} <= set(child.data.metrics)
+        assert {"val/rate", "val/distortion", "val/active_units", "val/mi", "val/marginal_kl", "train/loss",
+                "beta"} <= set(child.data.metrics)
+        assert child.data.metrics["val/mi"] <= math.log(180) + 1e-6  # digits: 180 validation images, MI ≤ log N
+        iwae = child.data.params["objective"] == "iwae"
+        assert ("val/iwae" in child.data.metrics) == iwae
+        assert child.data.params.get("objective.iwae.k") in ({"2", "4"} if iwae else {None})
         images = {a.path for a in client.list_artifacts(child.info.run_id, "images")}
-        assert images == {"images/reconstructions.png", "images/samples.png"}
+        assert images == {"images/reconstructions.png", "images/samples.png", "images/pseudo_inputs.png"}
+        assert [a.path for a in client.list_artifacts(child.info.run_id, "prior")] == ["prior/prior.json"]
 
     # the best trial's run carries the importance-sampled test NLL; the best is really the best
     best_child = client.get_run(summary.best_run_id)

@@ -11,3 +11,5 @@ def test_progress_table_shows_only_the_searched_parameters() -> None:
                                                 "schedule": {"constant": {}, "linear": {}}}}})
     assert search_columns(config) == ["decoder", "beta", "schedule"]
     assert search_columns(parse_config({})) == []
+    both = parse_config({"search": {"space": {"prior": ["standard_normal", "vampprior"], "objective": ["elbo", "iwae"]}}})
+    assert search_columns(both) == ["prior", "objective"]

@@ -132,3 +132,24 @@ def test_searcher_pickles_for_experiment_checkpoints() -> None:
     clone = pickle.loads(pickle.dumps(searcher))
     assert clone.suggest("t1") is not None
 
+
+
+def test_prior_and_objective_params_appear_only_with_their_choice() -> None:
+    space = {"prior": {"standard_normal": {}, "vampprior": {"n_components": [10, 50], "init": ["random", "data"]}},
+             "objective": {"elbo": {}, "iwae": {"k": {"low": 2, "high": 20}}}}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    fn = define_by_run(_config(space=space).search.space)
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        fixed = fn(trial)
+        params = {**trial.params, **fixed}
+        seen.add((params["prior"], params["objective"]))
+        assert ("prior.vampprior.n_components" in params) == (params["prior"] == "vampprior")
+        assert ("objective.iwae.k" in params) == (params["objective"] == "iwae")
+        if params["objective"] == "iwae":
+            assert isinstance(params["objective.iwae.k"], int) and 2 <= params["objective.iwae.k"] <= 20
+        spec = trial_spec(_config(space=space)).with_overrides(params)  # every key lands in the trial spec
+        assert spec.model.prior == params["prior"] and spec.objective.name == params["objective"]
+        study.tell(trial, 1.0)
+    assert len(seen) == 4

@@ -14,7 +14,8 @@ from trainables.vae import ModelSpec
 @pytest.mark.parametrize(("section", "spec"), [(DataConfig, DataSpec), (ModelConfig, ModelSpec)])
 def test_config_sections_and_specs_have_the_same_fields_and_defaults(section: type, spec: type) -> None:
     """A key added to one side only would be silently dropped (or never settable)."""
-    fields = {f.name: f.default for f in dataclasses.fields(spec)}
+    fields = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+              for f in dataclasses.fields(spec)}
     assert set(section.model_fields) == set(fields)
     assert section().model_dump() == fields
 

@@ -7,13 +7,24 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from tests.trainables.small_vae import small_vae
 from trainables.gaussian import (
     diag_gaussian_log_prob,
     kl_to_std_normal,
     std_normal_log_prob,
 )
-from trainables.objectives import iwae_bound, log_importance_weights, vae_loss
+from trainables.objectives import (
+    OBJECTIVES,
+    elbo_objective,
+    importance_terms,
+    iwae_bound,
+    iwae_objective,
+    log_importance_weights,
+    objective_parameters,
+    vae_loss,
+)
 from trainables.schedules import KLWeight
+from trainables.vae import VAEConfig, build_vae
 
 # Two examples, two latent dims: distortion = 15, rate = (3 + 7) / 2 = 5, per-dim KL = [2, 3].
 LOG_PX_Z = torch.tensor([-10.0, -20.0])  # (B,)
@@ -175,3 +186,91 @@ def test_importance_weights_are_constant_under_the_exact_posterior() -> None:
     log_w = log_importance_weights(_ConjugateModel(), x, 50)  # (50, B)
     assert torch.allclose(log_w, log_px.expand(50, 3), atol=1e-12)
     assert torch.allclose(iwae_bound(log_w), log_px, atol=1e-12)
+
+
+# --- the training objectives by name (elbo, iwae) ---------------------------------------------
+
+def _vae(prior: str = "standard_normal"):
+    torch.manual_seed(0)
+    return build_vae(VAEConfig(shape=(1, 8, 8), latent_dim=3, encoder="mlp", decoder="mlp_small", width=0.25,
+                               prior=prior, prior_params={"n_components": 4} if prior != "standard_normal" else {}))
+
+
+def _images(n: int = 32) -> torch.Tensor:
+    return torch.rand((n, 1, 8, 8), generator=torch.Generator().manual_seed(0)).bernoulli()
+
+
+@pytest.mark.parametrize("prior", ["standard_normal", "vampprior"])
+def test_iwae_with_k_1_is_the_single_sample_elbo(prior: str) -> None:
+    model, x = _vae(prior).eval(), _images()
+    torch.manual_seed(5)
+    iwae = iwae_objective(model, x, KLWeight(beta=1.0), k=1)
+    torch.manual_seed(5)  # the same z
+    terms = importance_terms(model, x, 1)
+    mc_elbo = (terms.log_px_z + terms.log_pz - terms.log_qz).mean()
+    assert iwae.loss.item() == pytest.approx(-mc_elbo.item(), rel=1e-6)
+    # and, over many draws, the ELBO objective's loss (analytic KL for N(0, I), Monte Carlo otherwise)
+    torch.manual_seed(6)
+    draws = torch.stack([iwae_objective(model, x, KLWeight(beta=1.0), k=1).loss.detach() for _ in range(100)])
+    elbo = torch.stack([elbo_objective(model, x, KLWeight(beta=1.0)).loss.detach() for _ in range(100)])
+    stderr = math.sqrt(draws.var().item() / 100 + elbo.var().item() / 100)
+    assert abs(draws.mean().item() - elbo.mean().item()) < 4 * stderr
+
+
+def test_iwae_bound_rises_with_k_on_average_for_a_vae_with_a_vampprior() -> None:
+    model, x = _vae("vampprior").eval(), _images(64)
+    with torch.no_grad():
+        model.encoder.head.weight[:3] *= 30.0  # posteriors far apart (and from most components)
+        model.encoder.head.bias[3:] = 1.0  # and wide: importance weights that vary
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        bounds = {k: iwae_bound(log_importance_weights(model, x.repeat(8, 1, 1, 1), k, generator=g)) for k in (1, 4, 16)}
+    for small, large in [(1, 4), (4, 16)]:
+        gain = bounds[large] - bounds[small]  # (8·64,) paired by example
+        assert gain.mean().item() > 3 * gain.std().item() / math.sqrt(len(gain)), (small, large)
+
+
+def test_iwae_beta_tempers_the_rate_inside_every_weight() -> None:
+    model, x = _vae().eval(), _images(8)
+    torch.manual_seed(1)
+    terms = importance_terms(model, x, 5)
+    for beta in (0.0, 0.3, 1.0):
+        torch.manual_seed(1)
+        loss = iwae_objective(model, x, KLWeight(beta=beta), k=5)
+        expected = -iwae_bound(terms.log_px_z + beta * (terms.log_pz - terms.log_qz)).mean()
+        assert loss.loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert loss.rate.item() == pytest.approx((terms.log_qz - terms.log_pz).mean().item(), abs=1e-5)
+    assert loss.distortion.item() == pytest.approx(-terms.log_px_z.mean().item(), rel=1e-6)
+
+
+def test_iwae_refuses_free_bits_and_capacity() -> None:
+    model, x = _vae(), _images(4)
+    with pytest.raises(ValueError, match="no free bits or capacity"):
+        iwae_objective(model, x, KLWeight(beta=1.0), free_bits=0.5)
+    with pytest.raises(ValueError, match="no free bits or capacity"):
+        iwae_objective(model, x, KLWeight(beta=1.0, capacity=5.0))
+    assert OBJECTIVES.names() == ["elbo", "iwae"]
+    assert objective_parameters("iwae") == {"k": 5} and objective_parameters("elbo") == {}
+
+
+def test_iwae_training_beats_elbo_training_on_test_nll(digits) -> None:
+    """Same model, seed, data order and epochs: IWAE (k = 8) gives a better importance-sampled
+    test NLL. Measured on seeds 0–3 (6 epochs): margins 0.58, 0.73, 0.89, 0.51 nats (NLL ≈ 27.4
+    vs 26.6–26.9); the 0.25-nat threshold is half the smallest."""
+    from trainables.metrics import importance_sampled_nll
+    from trainables.spec import LossSchedule, ObjectiveSpec
+    from trainables.train_loop import train_epoch
+
+    test = torch.bernoulli(digits.test, generator=torch.Generator().manual_seed(1))
+    nll = {}
+    for objective in (ObjectiveSpec(), ObjectiveSpec("iwae", {"k": 8})):
+        model = small_vae(digits)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(6):
+            train_epoch(model, opt, digits.train, batch_size=64, schedule=LossSchedule(), step=0, total_steps=100,
+                        binarize=digits.binarize, generator=g, objective=objective)
+        model.eval()
+        nll[objective.name] = importance_sampled_nll(model, test, k=500, batch_size=200, chunk_size=100,
+                                                     generator=torch.Generator().manual_seed(2))
+    assert nll["elbo"] - nll["iwae"] > 0.25, nll

@@ -7,6 +7,7 @@ from tests.trainables.small_vae import DIGITS_SPEC
 from trainables.spec import (
     DataSpec,
     LossSchedule,
+    ObjectiveSpec,
     SharedEncoderSpec,
     replace_path,
 )
@@ -87,3 +88,30 @@ def test_shared_encoder_spec_refuses_bad_settings() -> None:
         SharedEncoderSpec(policy="ucb1", policy_params_by_name={"ucb1": {"epsilon": 0.3}})
     with pytest.raises(ValueError, match="eval_every"):
         SHARED.with_overrides({"eval_every": 0})
+
+
+def test_prior_and_objective_are_chosen_with_their_conditional_params() -> None:
+    spec = DIGITS_SPEC.with_overrides({"prior": "vampprior", "prior.vampprior.n_components": 7, "prior.mog.n_components": 3,
+                                       "objective": "iwae", "objective.iwae.k": 4})
+    assert spec.model.prior == "vampprior" and spec.model.prior_params == {"n_components": 7}
+    assert spec.objective == ObjectiveSpec("iwae", {"k": 4}) and spec.objective.k == 4
+    assert DIGITS_SPEC.objective.k == 1 and ObjectiveSpec("iwae").k == 5  # the ELBO; IWAE's default
+    # a parameter of the kept prior alone; switching back drops the other prior's parameters
+    assert spec.with_overrides({"prior.vampprior.init": "data"}).model.prior_params == {"n_components": 7, "init": "data"}
+    assert spec.with_overrides({"prior": "standard_normal"}).model.prior_params == {}
+    spec.check()
+
+
+@pytest.mark.parametrize(("sampled", "message"), [
+    ({"prior": "mog", "free_bits": 0.5}, r"free bits .* 'mog' prior's rate is a Monte Carlo estimate.*set train.free_bits: 0"),
+    ({"objective": "iwae", "schedule": "free_bits"}, r"train.objective 'iwae' has no free bits"),
+    ({"objective": "iwae", "schedule": "capacity"}, r"train.objective 'iwae' has no capacity schedule"),
+    ({"prior": "vampprior", "prior.vampprior.init": "data"}, r"n_components=50 distinct training images, but there are 20"),
+    ({"prior": "vampprior", "prior.vampprior.n_components": 0}, r"n_components must be an int >= 1"),
+    ({"objective": "iwae", "objective.iwae.k": 0}, r"objective.iwae.k must be an int >= 1"),
+    ({"objective": "iwea"}, r"unknown objective 'iwea'; valid names: \['elbo', 'iwae'\]"),
+    ({"prior": "mog", "prior.mog.init": "data"}, r"prior 'mog' has no parameter"),
+])
+def test_combinations_a_trial_refuses(sampled: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DIGITS_SPEC.with_overrides(sampled).check(n_train=20)

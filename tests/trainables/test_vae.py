@@ -51,7 +51,7 @@ def test_prior_sample_is_seeded_and_standard() -> None:
 
 
 def test_prior_registry() -> None:
-    assert available_priors() == ["standard_normal"]
+    assert available_priors() == ["standard_normal", "mog", "vampprior"]
     with pytest.raises(ValueError, match=r"unknown prior 'vamp'.*'standard_normal'"):
         build_prior("vamp", 4)
     with pytest.raises(ValueError, match="latent_dim"):
