@@ -39,7 +39,7 @@ def _product(params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 def _draws(config: Config) -> Iterator[tuple[str, dict[str, Any]]]:
     """(where in the config, sampled values) for every combination that must be able to run."""
     space = config.search.space
-    model = {k: v for k, v in (("decoder", space.decoder), ("latent_dim", space.latent_dim)) if v is not None}
+    model = {k: v for k, v in (("decoder", space.decoder_choices()), ("latent_dim", space.latent_dim)) if v is not None}
     for draw in _product(model):
         yield _where(draw), draw
     if space.lr is not None:
@@ -72,7 +72,7 @@ def check_runnable(config: Config, role: str = roles.SEARCH) -> None:
     problems: dict[str, str] = {}  # reason -> the first place it was found (each reason said once)
     if role == roles.BANDIT_ALLOCATION:
         spec = trial_spec(config, epochs=config.bandit.allocation.budget_epochs)
-        checks = [(f"bandit.arms={arm!r}", {DECODER_KEY: arm}) for arm in config.bandit.arms]
+        checks = [(f"bandit.arms={arm!r}", {DECODER_KEY: arm}) for arm in config.bandit.arm_names()]
     else:
         spec = trial_spec(config)
         fixed = _problem(spec, {})

@@ -13,7 +13,7 @@ from torch import nn
 
 from trainables.encoders import check_latent_dim
 from trainables.gaussian import kl_to_std_normal, std_normal_log_prob
-from trainables.registry import Registry
+from trainables.registry import Plugin, PluginError, Registry
 
 
 class StandardNormalPrior(nn.Module):
@@ -48,5 +48,14 @@ def available_priors() -> list[str]:
     return PRIORS.names()
 
 
-def build_prior(name: str, latent_dim: int) -> nn.Module:
-    return PRIORS.get(name)(latent_dim)
+def build_prior(name: str | Plugin, latent_dim: int) -> nn.Module:
+    """Build prior ``name`` (a registered name, or a plug-in built as ``Class(latent_dim=, **kwargs)``
+    with the methods of :class:`StandardNormalPrior`: ``log_prob``, ``sample``, ``kl``)."""
+    if not isinstance(name, Plugin):
+        return PRIORS.get(name)(latent_dim)
+    prior = name.build("prior", latent_dim=check_latent_dim(latent_dim))
+    missing = [m for m in ("log_prob", "sample", "kl") if not callable(getattr(prior, m, None))]
+    if not isinstance(prior, nn.Module) or missing:
+        raise PluginError(f"{name.describe('prior')}: must build a torch.nn.Module with log_prob, sample and kl; "
+                          f"got a {type(prior).__name__}" + (f" without {missing}" if missing else ""))
+    return prior

@@ -21,19 +21,21 @@ from trainables.encoders import ENCODERS, build_encoder, check_latent_dim, check
 from trainables.gaussian import Posterior, reparameterize
 from trainables.likelihoods import LIKELIHOODS, Likelihood, build_likelihood, check_sigma
 from trainables.priors import PRIORS, build_prior
+from trainables.registry import Plugin
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The model of a trial, by registry names and sizes; the image shape comes with the data."""
+    """The model of a trial, by registry names (or plug-ins by import path: encoder, decoder, prior)
+    and sizes; the image shape comes with the data."""
 
     latent_dim: int = 16
-    encoder: str = "conv"
-    decoder: str = "mlp_small"
+    encoder: str | Plugin = "conv"
+    decoder: str | Plugin = "mlp_small"
     likelihood: str = "bernoulli"
     sigma: float = 0.1  # Gaussian likelihood only
     sigma_mode: str = "fixed"  # Gaussian likelihood only: fixed | learned | optimal
-    prior: str = "standard_normal"
+    prior: str | Plugin = "standard_normal"
     width: float = 1.0  # scales every hidden width / channel count
 
     def __post_init__(self) -> None:
@@ -44,9 +46,15 @@ class ModelSpec:
         # Validated for every likelihood (a typo is a typo), although only gaussian uses them.
         check_sigma(self.sigma, self.sigma_mode)
         object.__setattr__(self, "sigma", float(self.sigma))
-        for registry, name in ((ENCODERS, self.encoder), (DECODERS, self.decoder), (LIKELIHOODS, self.likelihood),
-                               (PRIORS, self.prior)):
-            registry.check(name)
+        for key in ("encoder", "decoder", "prior"):  # a plug-in read back from JSON is a mapping
+            object.__setattr__(self, key, Plugin.of(getattr(self, key)))
+        for registry, name in ((ENCODERS, self.encoder), (DECODERS, self.decoder), (PRIORS, self.prior)):
+            registry.check_ref(name)
+        LIKELIHOODS.check(self.likelihood)
+
+    def plugins(self) -> list[Plugin]:
+        """The plug-ins among this model's components."""
+        return [ref for ref in (self.encoder, self.decoder, self.prior) if isinstance(ref, Plugin)]
 
     def vae_config(self, shape: Sequence[int]) -> VAEConfig:
         """This model for images of ``shape`` (C, H, W)."""
