@@ -8,6 +8,10 @@ ends of each range (the domains are intervals, so the ends decide). Values that 
 checked together: decoder × latent size (the model), schedule × its parameters × β × free bits
 (the objective); the other keys one at a time. The allocation bandit's arms are checked with the
 epochs an arm may get (the whole budget).
+
+A model with a plug-in (``docs/plugins.md``) is also built on the CPU and run forward once on a
+batch of the dataset's shape (``trainables.plugins.probe_model``): its import, constructor, output
+shapes, dtype and values are checked here, before Ray starts.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from search import roles
 from search.config import Config, ConfigError, FloatRange, IntRange
 from search.trial_specs import trial_spec
 from trainables.search_names import DECODER_KEY, SCHEDULE_KEY, SCHEDULE_PARAM_PREFIX
+from trainables.plugins import probe_model
 from trainables.spec import TrialSpec
 
 
@@ -58,9 +63,16 @@ def _where(draw: Mapping[str, Any]) -> str:
     return ", ".join(f"search.space.{k}={v!r}" for k, v in draw.items()) or "the fixed settings"
 
 
-def _problem(spec: TrialSpec, draw: Mapping[str, Any]) -> str | None:
+def _problem(spec: TrialSpec, draw: Mapping[str, Any], probed: set[Any] | None = None) -> str | None:
     try:
-        spec.with_overrides(draw).check()
+        drawn = spec.with_overrides(draw)
+        drawn.check()
+        if drawn.model.plugins():
+            model = drawn.vae_config(drawn.data.shape())
+            if probed is None or model not in probed:
+                probe_model(model)
+                if probed is not None:
+                    probed.add(model)
     except ValueError as exc:
         return str(exc)
     return None
@@ -70,17 +82,20 @@ def check_runnable(config: Config, role: str = roles.SEARCH) -> None:
     """Raise :class:`ConfigError` (one line per problem) unless every trial the config's run mode
     (``role``) can draw would start."""
     problems: dict[str, str] = {}  # reason -> the first place it was found (each reason said once)
-    if role == roles.BANDIT_ALLOCATION:
-        spec = trial_spec(config, epochs=config.bandit.allocation.budget_epochs)
+    probed: set[Any] = set()       # models with a plug-in already run forward
+    if role in (roles.BANDIT_ALLOCATION, roles.BANDIT_SHARED_ENCODER):
+        # The shared encoder's heads are the same decoders on the same data: each arm as a model.
+        epochs = config.bandit.allocation.budget_epochs if role == roles.BANDIT_ALLOCATION else None
+        spec = trial_spec(config, epochs=epochs)
         checks = [(f"bandit.arms={arm!r}", {DECODER_KEY: arm}) for arm in config.bandit.arm_names()]
     else:
         spec = trial_spec(config)
-        fixed = _problem(spec, {})
+        fixed = _problem(spec, {}, probed)
         if fixed is not None:  # every draw would repeat it
             problems[fixed] = "the fixed settings (data, model, train)"
         checks = list(_draws(config)) if role == roles.SEARCH and fixed is None else []
     for where, draw in checks:
-        reason = _problem(spec, draw)
+        reason = _problem(spec, draw, probed)
         if reason is not None:
             problems.setdefault(reason, where)
     if role == roles.SEARCH and config.search.num_samples > 1 and not config.search.space.searched():
