@@ -22,8 +22,8 @@ from typing import Any
 from search import roles
 from search.config import Config, ConfigError, FloatRange, IntRange
 from search.trial_specs import trial_spec
-from trainables.search_names import DECODER_KEY, SCHEDULE_KEY, SCHEDULE_PARAM_PREFIX
 from trainables.plugins import probe_model
+from trainables.search_names import DECODER_KEY, SCHEDULE_KEY, SCHEDULE_PARAM_PREFIX
 from trainables.spec import TrialSpec
 
 

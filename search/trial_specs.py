@@ -21,7 +21,9 @@ def data_spec(config: Config) -> DataSpec:
     if path and config.data.name == "callable":
         found = find_module(path.partition(":")[0], config.directory)
         fields["search_path"] = str(found.home) if found else None
-    elif path and not Path(path).expanduser().is_absolute() and config.directory is not None:
+    elif path and not Path(path).expanduser().is_absolute() and config.directory not in (None, Path.cwd().resolve()):
+        # Relative to the config file. Kept relative when that is where the run started: a job that
+        # `vaesearch submit` sent starts in its working_dir, whose copy on each node holds the file.
         fields["path"] = str(config.directory / path)
     return DataSpec(**fields)
 

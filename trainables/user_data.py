@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,18 @@ def read_user_data(name: str, path: str | None, kwargs: dict[str, Any] | None = 
         raise DataFormatError(f"data.name {name!r} needs data.path ({form})")
     if color not in COLORS:
         raise DataFormatError(f"data.color must be one of {list(COLORS)}, got {color!r}")
+    if name != "callable":
+        path = str(resolve(path))
     stamp = _stamp(path) if name != "callable" else ""
     return _cached(name, path, json.dumps(kwargs or {}, sort_keys=True), color, resize, stamp, search_path)
+
+
+def resolve(path: str) -> Path:
+    """A data path as this process should read it: a relative one is relative to the directory the
+    process started in (Tune moves a trial into its own directory and records the original in
+    TUNE_ORIG_WORKING_DIR); a job on a cluster starts in its working_dir, where submit put the file."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(os.environ.get("TUNE_ORIG_WORKING_DIR") or os.getcwd()) / p
 
 
 def _stamp(path: str) -> str:

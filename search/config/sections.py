@@ -12,12 +12,12 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from search.config.components import ComponentRef, check_components
 from search.config.params import SearchSpace, Strict, check_schedule_params
-from trainables.registry import PLUGIN_PATH
 from trainables.data import DATASET_NAMES
 from trainables.decoders import DECODERS
 from trainables.encoders import ENCODERS
 from trainables.likelihoods import LIKELIHOODS
 from trainables.priors import PRIORS
+from trainables.registry import PLUGIN_PATH
 from trainables.spec import DataSpec, LossSchedule, NLLSpec, TrialSpec
 from trainables.vae import ModelSpec
 

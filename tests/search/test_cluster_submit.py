@@ -269,3 +269,53 @@ def test_stop_a_running_job(cluster: Cluster, tmp_path: Path) -> None:
     assert status.returncode == 0 and status.stdout.splitlines()[0] == f"{job_id}: STOPPED"
     again = cluster.vaesearch("stop", job_id)
     assert again.returncode == 0 and again.stdout.strip() == f"{job_id} was not running: STOPPED"
+
+
+def test_submit_ships_a_plugin_decoder_and_its_data(cluster: Cluster, tmp_path: Path) -> None:
+    """A decoder that exists only in a temp directory on the submitting side, and an .npz beside the
+    config, travel with the job; the plug-in trains on both nodes and MLflow records it by name."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from tests.plugin_files import write_module
+
+    job_dir = tmp_path / "job"
+    module = write_module(job_dir)                       # only here: the cluster's nodes have no such module
+    images = (load_digits().images * (255 / 16)).astype(np.uint8)
+    np.savez(job_dir / "digits.npz", train=images[:1500], test=images[1500:])
+    data = small_search(tmp_path, num_samples=2, max_concurrent=2)
+    data["data"] = {"name": "arrays", "path": "digits.npz"}
+    data["search"]["space"].update(decoder=[{"path": f"{module}:TinyDecoder", "kwargs": {"hidden": 12}, "name": "tiny"}],
+                                   lr=[1e-3, 3e-3])
+    config = job_dir / "plug.yaml"
+    config.write_text(yaml.safe_dump(data))
+
+    run = cluster.vaesearch("submit", str(config), timeout=240)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert f"uploaded with the config: digits.npz, {module}.py" in run.stdout
+    assert "trials: 2 (0 failed)" in run.stdout
+
+    results = _trial_results(tmp_path / "ray_results")
+    assert len(results) == 2 and {r["config"]["decoder"] for r in results} == {"tiny"}
+    parent_run_id = re.search(r"MLflow parent run: (\w+)", run.stdout).group(1)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert_one_child_per_trial(uri, parent_run_id, {r["trial_id"] for r in results}, EPOCHS)
+    client = MlflowClient(uri)
+    children = client.search_runs([client.get_run(parent_run_id).info.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    assert {c.data.params["decoder"] for c in children} == {"tiny"}
+    assert client.get_run(parent_run_id).data.params["best.decoder"] == "tiny"
+    nodes = {n.name for n in (cluster.head, cluster.worker) for r in results if any(n.temp_dir.rglob(f"worker-*-{r['pid']}.out"))}
+    assert nodes == {"head", "worker"}
+
+
+def test_submit_refuses_a_plugin_module_it_cannot_find(cluster: Cluster, tmp_path: Path) -> None:
+    data = small_search(tmp_path)
+    data["search"]["space"]["decoder"] = ["mlp_small", {"path": "nowhere_module_zz:Decoder"}]
+    config = tmp_path / "missing.yaml"
+    config.write_text(yaml.safe_dump(data))
+    jobs_before = cluster.get("/api/jobs/")[1]
+    refused = cluster.vaesearch("submit", str(config))
+    assert refused.returncode == 2
+    assert "decoder plug-in 'Decoder' (nowhere_module_zz:Decoder): cannot import module 'nowhere_module_zz'" in refused.stderr
+    assert "Traceback" not in refused.stderr and cluster.get("/api/jobs/")[1] == jobs_before
