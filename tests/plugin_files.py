@@ -11,6 +11,8 @@ _COUNTER = itertools.count()
 
 #: Decoders (and an encoder, a prior) following the protocol of docs/plugins.md, and ways to break it.
 PLUGINS = '''
+import time
+
 import torch
 from torch import nn
 
@@ -18,13 +20,18 @@ IMPORTED = True
 
 
 class TinyDecoder(nn.Module):
-    def __init__(self, shape, latent_dim, width=1.0, hidden=16):
+    """``delay``: seconds each training step sleeps (a trial that lasts long enough to need a second node)."""
+
+    def __init__(self, shape, latent_dim, width=1.0, hidden=16, delay=0.0):
         super().__init__()
         c, h, w = shape
         self.shape = tuple(shape)
+        self.delay = delay
         self.net = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, c * h * w))
 
     def forward(self, z):
+        if self.delay and self.training:
+            time.sleep(self.delay)
         return self.net(z).view(z.shape[0], *self.shape)
 
 

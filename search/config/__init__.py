@@ -66,25 +66,24 @@ class Config(Strict):
     def directory(self) -> Path | None:
         return self._directory
 
-    def plugins(self) -> dict[str, ComponentConfig]:
-        """Every plug-in the config names (model, search.space.decoder, bandit.arms), by readable name."""
+    def _plugin_refs(self) -> list[ComponentConfig]:
         space = self.search.space.decoder
         refs = [self.model.encoder, self.model.decoder, self.model.prior, *self.bandit.arms,
                 *(space if isinstance(space, list) else [space])]
-        return {r.label: r for r in refs if isinstance(r, ComponentConfig)}
+        return [r for r in refs if isinstance(r, ComponentConfig)]
+
+    def plugins(self) -> dict[str, ComponentConfig]:
+        """Every plug-in the config names (model, search.space.decoder, bandit.arms), by readable name."""
+        return {r.label: r for r in self._plugin_refs()}
 
     @model_validator(mode="after")
     def _one_plugin_per_name(self) -> Config:
-        space = self.search.space.decoder
-        refs = [self.model.encoder, self.model.decoder, self.model.prior, *self.bandit.arms,
-                *(space if isinstance(space, list) else [space])]
         seen: dict[str, ComponentConfig] = {}
-        for ref in refs:
-            if isinstance(ref, ComponentConfig):
-                other = seen.setdefault(ref.label, ref)
-                if other != ref:
-                    raise ValueError(f"two different plug-ins are called {ref.label!r} ({other.path} "
-                                     f"kwargs={other.kwargs} and {ref.path} kwargs={ref.kwargs}): give each its own name")
+        for ref in self._plugin_refs():
+            other = seen.setdefault(ref.label, ref)
+            if other != ref:
+                raise ValueError(f"two different plug-ins are called {ref.label!r} ({other.path} "
+                                 f"kwargs={other.kwargs} and {ref.path} kwargs={ref.kwargs}): give each its own name")
         return self
 
 

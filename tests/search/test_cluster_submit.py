@@ -285,8 +285,10 @@ def test_submit_ships_a_plugin_decoder_and_its_data(cluster: Cluster, tmp_path: 
     np.savez(job_dir / "digits.npz", train=images[:1500], test=images[1500:])
     data = small_search(tmp_path, num_samples=2, max_concurrent=2)
     data["data"] = {"name": "arrays", "path": "digits.npz"}
-    data["search"]["space"].update(decoder=[{"path": f"{module}:TinyDecoder", "kwargs": {"hidden": 12}, "name": "tiny"}],
-                                   lr=[1e-3, 3e-3])
+    # Each trial sleeps ~10 s in its training steps: the first cannot end (and take the second
+    # trial into its worker) before the other node's worker is up.
+    tiny = {"path": f"{module}:TinyDecoder", "kwargs": {"hidden": 12, "delay": 0.4}, "name": "tiny"}
+    data["search"]["space"].update(decoder=[tiny], lr=[1e-3, 3e-3])
     config = job_dir / "plug.yaml"
     config.write_text(yaml.safe_dump(data))
 
@@ -305,8 +307,9 @@ def test_submit_ships_a_plugin_decoder_and_its_data(cluster: Cluster, tmp_path: 
                                   filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
     assert {c.data.params["decoder"] for c in children} == {"tiny"}
     assert client.get_run(parent_run_id).data.params["best.decoder"] == "tiny"
-    nodes = {n.name for n in (cluster.head, cluster.worker) for r in results if any(n.temp_dir.rglob(f"worker-*-{r['pid']}.out"))}
-    assert nodes == {"head", "worker"}
+    nodes = {n.name for n in (cluster.head, cluster.worker) for r in results
+             if any(n.temp_dir.rglob(f"worker-*-{r['pid']}.out"))}
+    assert nodes == {"head", "worker"}                                 # the plug-in trained on both nodes
 
 
 def test_submit_refuses_a_plugin_module_it_cannot_find(cluster: Cluster, tmp_path: Path) -> None:

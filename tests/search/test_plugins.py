@@ -99,6 +99,16 @@ def test_validate_refuses_a_broken_plugin_arm(tmp_path: Path, plugs: str, cls: s
     assert "bandit.arms='TinyDecoder'" not in err                      # the good plug-in passed
 
 
+def test_validate_checks_shared_encoder_heads(tmp_path: Path, plugs: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = bandit_config(tmp_path, ["mlp_small", {"path": f"{plugs}:Float64", "name": "f64"}])
+    config = yaml.safe_load(path.read_text())
+    config["bandit"] = {"mode": "shared_encoder", "arms": config["bandit"]["arms"],
+                        "shared_encoder": {"datasets": ["digits"], "policies": ["uniform"], "policy_params": {}}}
+    path.write_text(yaml.safe_dump(config))
+    assert main(["validate", str(path)]) == 2
+    assert "bandit.arms='f64': a trial with it could not start: decoder plug-in 'f64'" in capsys.readouterr().err
+
+
 def test_validate_a_good_plugin_in_a_search_and_on_user_data(tmp_path: Path, plugs: str,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     np.savez(tmp_path / "faces.npz", train=np.zeros((40, 1, 8, 8), np.uint8), test=np.zeros((8, 1, 8, 8), np.uint8))
