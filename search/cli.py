@@ -33,8 +33,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if args.algorithm is not None:
+        directory = config.directory
         config = parse_config({**config.model_dump(mode="json"), "search": {
             **config.search.model_dump(mode="json"), "algorithm": args.algorithm}})
+        config._directory = directory   # plug-ins and relative data paths are still beside the file
     try:
         summary = run_search(
             config, yaml_text=Path(args.config).read_text(), num_samples=args.num_samples,
