@@ -77,7 +77,7 @@ class BanditConfig(Strict):
         names = labels(v)
         if len(set(names)) != len(names):
             raise ValueError(f"arms must be distinct, got {names}")
-        check_components(DECODERS, v, "arms")
+        check_components(DECODERS, v)
         return v
 
     def arm_names(self) -> list[str]:

@@ -79,9 +79,9 @@ def labels(refs: Iterable[str | ComponentConfig]) -> list[str]:
     return [label(r) for r in refs]
 
 
-def check_components(registry: Registry[Any], refs: Iterable[str | ComponentConfig], where: str) -> None:
-    """Registered names known, readable names distinct, no plug-in named like a registered component."""
-    refs = list(refs)
+def check_components(registry: Registry[Any], refs: Iterable[str | ComponentConfig]) -> None:
+    """Registered names known, no plug-in named like a registered component. (One name for one
+    plug-in across the config is the Config's check; distinct arms the bandit section's.)"""
     for ref in refs:
         if isinstance(ref, ComponentConfig):
             if ref.label in registry:
@@ -89,11 +89,6 @@ def check_components(registry: Registry[Any], refs: Iterable[str | ComponentConf
                                  f"{registry.kind}: give it another name (name: ...)")
         else:
             registry.check(ref)
-    names = labels(refs)
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ValueError(f"{where}: {twice} named more than once; every entry needs its own name "
-                         "(a plug-in's name: ..., else its class name)")
 
 
 def to_plugin(ref: str | ComponentConfig, base: Path | None) -> str | Plugin:

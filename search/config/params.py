@@ -102,7 +102,7 @@ class SearchSpace(Strict):
     @field_validator("decoder")
     @classmethod
     def _decoders(cls, v: Any) -> Any:
-        check_components(DECODERS, v if isinstance(v, list) else [v] if v is not None else [], "decoder")
+        check_components(DECODERS, v if isinstance(v, list) else [v] if v is not None else [])
         return _nonempty(v, "decoder")
 
     @field_validator("latent_dim")

@@ -74,7 +74,7 @@ class ModelConfig(Strict):
     @field_validator("encoder", "decoder", "likelihood", "prior")
     @classmethod
     def _registered(cls, v: Any, info: ValidationInfo) -> Any:
-        check_components(_COMPONENTS[info.field_name], [v], info.field_name)  # type: ignore[index]
+        check_components(_COMPONENTS[info.field_name], [v])  # type: ignore[index]
         return v
 
 

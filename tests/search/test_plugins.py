@@ -99,6 +99,22 @@ def test_validate_refuses_a_broken_plugin_arm(tmp_path: Path, plugs: str, cls: s
     assert "bandit.arms='TinyDecoder'" not in err                      # the good plug-in passed
 
 
+@pytest.mark.parametrize("command", ["bandit", "run"])
+def test_run_and_bandit_refuse_a_broken_plugin_before_anything_starts(
+        tmp_path: Path, plugs: str, command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = bandit_config(tmp_path, ["mlp_small", {"path": f"{plugs}:WrongShape"}])
+    config = yaml.safe_load(path.read_text())
+    config["search"] = {"num_samples": 2, "space": {"decoder": config["bandit"]["arms"]}}
+    config["tracking"] = {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    if command == "run":
+        del config["bandit"]
+    path.write_text(yaml.safe_dump(config))
+    assert main([command, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "decoder plug-in 'WrongShape'" in err and "expected (4, 1, 8, 8)" in err and "Traceback" not in err
+    assert not (tmp_path / "mlflow.db").exists()                    # no tracking store, no parent run, no Ray
+
+
 def test_validate_checks_shared_encoder_heads(tmp_path: Path, plugs: str, capsys: pytest.CaptureFixture[str]) -> None:
     path = bandit_config(tmp_path, ["mlp_small", {"path": f"{plugs}:Float64", "name": "f64"}])
     config = yaml.safe_load(path.read_text())
