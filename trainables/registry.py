@@ -171,4 +171,5 @@ def _import(module: str, search_path: str | None) -> Any:
         if search_path is None or exc.name != module.split(".")[0] or search_path in sys.path:
             raise
     sys.path.append(search_path)
+    importlib.invalidate_caches()   # a finder may have listed that directory before the file was there
     return importlib.import_module(module)

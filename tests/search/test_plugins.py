@@ -134,7 +134,9 @@ def test_validate_a_good_plugin_in_a_search_and_on_user_data(tmp_path: Path, plu
                          "space": {"decoder": ["mlp_small", {"path": f"{plugs}:TinyDecoder"}], "latent_dim": [2, 4]}}}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     assert main(["validate", str(tmp_path / "run.yaml")]) == 0, capsys.readouterr().err
-    assert "bandit_tpe search, 2 trials" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "bandit_tpe search, 2 trials" in out
+    assert f"plug-ins imported, built on the CPU and run forward once: TinyDecoder ({plugs}:TinyDecoder)" in out
 
 
 def test_validate_refuses_bad_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
