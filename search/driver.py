@@ -61,7 +61,7 @@ def run_experiment(config: Config, role: str, *, yaml_text: str | None = None, a
     check_runnable(config, role)  # every trial it can draw would start (else ConfigError, exit 2)
     mode = MODES.get(role)(config)
     tracker = connect_tracking(tracking_uri or config.tracking.uri, config.tracking.experiment)
-    ensure_ray(address or config.resources.address, verbose)  # both reachable before the parent run exists
+    ensure_ray(address or config.resources.address, verbose, _shipped(config))  # both reachable before the parent run
     name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     tracker.start_parent(config, yaml_text, run_name=name, role=role)
     path = experiment_path(storage_path(config.resources.storage_path), name)
@@ -87,7 +87,7 @@ def resume_experiment(experiment: str, *, address: str | None = None, verbose: i
     config._directory = Path(record.config_dir) if record.config_dir else None   # plug-ins found as at the start
     mode = MODES.get(record.role)(config)
     tracker = attach_tracking(record.tracking_uri, record.experiment_id, record.parent_run_id)
-    ensure_ray(address or config.resources.address, verbose)
+    ensure_ray(address or config.resources.address, verbose, _shipped(config))
     tracker.reopen_parent()
     run = RunContext(config, tracker, path, verbose)
     callback = _callback(config, tracker)
@@ -98,6 +98,13 @@ def resume_experiment(experiment: str, *, address: str | None = None, verbose: i
             path, trainable=mode.trainable(), resume_unfinished=True, resume_errored=False, restart_errored=False))
     finally:
         adoption.forget(run.parent_run_id)
+
+
+def _shipped(config: Config) -> list[str]:
+    """The plug-in modules a cluster's workers get from this driver (``py_modules``)."""
+    from search.plugin_modules import local_sources
+
+    return [str(p) for p in local_sources(config).values()]
 
 
 def storage_path(path: str) -> str:

@@ -183,30 +183,18 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _installed(path: Path) -> bool:
-    """Inside an installed-packages directory: the cluster's image provides it, not the upload."""
-    return any(part in ("site-packages", "dist-packages") for part in path.parts)
-
-
 def job_files(config: Config) -> dict[str, Path]:
     """Name in the job's working_dir -> local file or folder, for what the config names on this
     machine: its plug-in modules (and a callable dataset's module), found on the import path or
     beside the config (a module found nowhere is a :class:`ConfigError`), and ``data.path`` when it
     is relative to the config. An absolute ``data.path`` is read on the cluster as it stands (a
     filesystem every node mounts). More than ``UPLOAD_LIMIT_BYTES`` in all is a ConfigError."""
-    from search.plugin_modules import find_module, plugin_modules
+    from search.plugin_modules import local_sources
 
     base = config.directory or Path.cwd()
-    files = {m.source.name: m.source for m in plugin_modules(config, required=True).values() if not _installed(m.source)}
+    files = local_sources(config)
     data = config.data
-    if data.name == "callable" and data.path:
-        module = find_module(data.path.partition(":")[0], config.directory)
-        if module is None:
-            raise ConfigError(f"data.path {data.path!r}: cannot find module {data.path.partition(':')[0]!r} on this "
-                              f"machine, neither on the import path (PYTHONPATH) nor beside the config ({base})")
-        if not _installed(module.source):
-            files[module.source.name] = module.source
-    elif data.name in _USER_DATA_FILES and data.path and not Path(data.path).expanduser().is_absolute():
+    if data.name in _USER_DATA_FILES and data.path and not Path(data.path).expanduser().is_absolute():
         source = (base / data.path).resolve()
         if not source.is_relative_to(base.resolve()):
             raise ConfigError(f"data.path {data.path!r} is outside the config's directory: put it beside the config "

@@ -7,7 +7,8 @@ top-level name reads no module): a module is imported only when a model is built
 
 - local runs: the trial spec's plug-ins carry the directory found here (``Plugin.search_path``),
   which a worker on the same machine (or on a filesystem every node mounts) adds to its path;
-  joining a cluster with ``--address``, the modules also go in Ray's ``runtime_env`` ``py_modules``;
+  joining a cluster with ``--address``, the modules also go in Ray's ``runtime_env`` ``py_modules``
+  (:func:`local_sources`; ``search.connect.join_runtime_env``);
 - ``vaesearch submit``: the modules are copied beside the config into the job's ``working_dir``
   (``search/jobs.py``), which Ray ships to every node.
 """
@@ -73,6 +74,27 @@ def plugin_modules(config: Config, *, required: bool = False) -> dict[str, Modul
         raise ConfigError("cannot find the plug-in module(s) on this machine, neither on the import path "
                           f"(PYTHONPATH) nor {where}:\n  " + "\n  ".join(missing))
     return found
+
+
+def installed(path: Path) -> bool:
+    """Inside an installed-packages directory: the cluster's image provides it; nothing to ship."""
+    return any(part in ("site-packages", "dist-packages") for part in path.parts)
+
+
+def local_sources(config: Config) -> dict[str, Path]:
+    """What must travel to a cluster's nodes: the top-level module (a .py file or a package folder)
+    of every plug-in and of a callable dataset, by name, except installed packages. A module found
+    nowhere is a :class:`ConfigError`."""
+    found = dict(plugin_modules(config, required=True))
+    data = config.data
+    if data.name == "callable" and data.path:
+        module = find_module(data.path.partition(":")[0], config.directory)
+        if module is None:
+            where = config.directory or Path.cwd()
+            raise ConfigError(f"data.path {data.path!r}: cannot find module {data.path.partition(':')[0]!r} on this "
+                              f"machine, neither on the import path (PYTHONPATH) nor beside the config ({where})")
+        found.setdefault(module.name, module)
+    return {m.source.name: m.source for m in found.values() if not installed(m.source)}
 
 
 def search_paths(config: Config) -> dict[str, str]:
