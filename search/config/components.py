@@ -11,7 +11,6 @@ builds and runs each plug-in (``search/runnable.py``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -89,11 +88,3 @@ def check_components(registry: Registry[Any], refs: Iterable[str | ComponentConf
                                  f"{registry.kind}: give it another name (name: ...)")
         else:
             registry.check(ref)
-
-
-def to_plugin(ref: str | ComponentConfig, base: Path | None) -> str | Plugin:
-    """What the trial spec holds: the name, or the plug-in with the directory its module is looked
-    up in besides the import path (``base``: the config file's directory)."""
-    if isinstance(ref, str):
-        return ref
-    return ref.plugin(str(base) if base is not None else None)
