@@ -20,11 +20,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         check_runnable(config, bandit_role(config))
         print(f"{args.config}: OK — decoder bandit ({config.bandit.mode}) over {len(config.bandit.arms)} arms on "
               f"{config.data.name}")
-        return 0
-    check_runnable(config, search_role(config))
-    space = config.search.space.model_dump(exclude_none=True)
-    print(f"{args.config}: OK — {config.search.algorithm} search, {config.search.num_samples} trials of "
-          f"{config.train.epochs} epochs on {config.data.name}; searching {', '.join(space) or 'nothing'}")
+    else:
+        check_runnable(config, search_role(config))
+        space = config.search.space.model_dump(exclude_none=True)
+        print(f"{args.config}: OK — {config.search.algorithm} search, {config.search.num_samples} trials of "
+              f"{config.train.epochs} epochs on {config.data.name}; searching {', '.join(space) or 'nothing'}")
+    plugins = config.plugins()
+    if plugins:
+        print("plug-ins imported, built on the CPU and run forward once: "
+              + ", ".join(f"{name} ({ref.path})" for name, ref in plugins.items()))
     return 0
 
 
@@ -34,8 +38,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if args.algorithm is not None:
+        directory = config.directory
         config = parse_config({**config.model_dump(mode="json"), "search": {
             **config.search.model_dump(mode="json"), "algorithm": args.algorithm}})
+        config._directory = directory   # plug-ins and relative data paths are still beside the file
     try:
         summary = run_search(
             config, yaml_text=Path(args.config).read_text(), num_samples=args.num_samples,

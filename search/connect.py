@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -83,19 +84,30 @@ def _unavailable(uri: str, exc: Exception, what: str, fix: str) -> TrackingUnava
     return TrackingUnavailableError(f"cannot reach {what} at {uri!r}: {exc}. {fix}")
 
 
-def ensure_ray(address: str | None, verbose: int) -> None:
-    """Join the cluster at ``address`` (or start Ray on this machine) unless already connected."""
+def join_runtime_env(py_modules: Sequence[str], environ: Mapping[str, str]) -> dict[str, list[str]] | None:
+    """Ray's job-level ``runtime_env`` for a driver joining a cluster: the plug-in modules as
+    ``py_modules`` (Ray uploads them and puts them on every worker's import path). None without
+    modules, and inside a job that ``vaesearch submit`` sent: its working_dir already holds them."""
+    if not py_modules or environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+        return None
+    return {"py_modules": list(py_modules)}
+
+
+def ensure_ray(address: str | None, verbose: int, py_modules: Sequence[str] = ()) -> None:
+    """Join the cluster at ``address`` (or start Ray on this machine) unless already connected.
+    ``py_modules``: local plug-in modules the cluster's workers must import (joining a cluster only:
+    a Ray of this machine's own imports them from where they are)."""
     # A checkpoint every epoch forces an experiment snapshot each time; with short epochs Tune
     # warns about it on every report. The snapshots are what resume needs, so keep them, quietly.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # One line per failed trial (search/retries.py) instead of Tune's traceback dump.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     if not ray.is_initialized():
-        _start_or_join(address, verbose)
+        _start_or_join(address, verbose, py_modules)
     private_token_file()  # Ray creates it on a first start
 
 
-def _start_or_join(address: str | None, verbose: int) -> None:
+def _start_or_join(address: str | None, verbose: int, py_modules: Sequence[str] = ()) -> None:
     source = "--address (or resources.address)"
     if address is None and os.environ.get("RAY_ADDRESS"):  # as Ray itself does: the cluster it names
         address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
@@ -110,7 +122,8 @@ def _start_or_join(address: str | None, verbose: int) -> None:
         ray.init(address="local", include_dashboard=False, log_to_driver=verbose > 1)
     else:
         check_ray_address(address, source)
-        ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 1)
+        ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 1,
+                 runtime_env=join_runtime_env(py_modules, os.environ))
 
 
 def check_ray_address(address: str, source: str = "--address (or resources.address)", timeout: float = 5.0) -> None:

@@ -62,12 +62,13 @@ def run_experiment(config: Config, role: str, *, yaml_text: str | None = None, a
     check_runnable(config, role)  # every trial it can draw would start (else ConfigError, exit 2)
     mode = MODES.get(role)(config)
     tracker = connect_tracking(tracking_uri or config.tracking.uri, config.tracking.experiment)
-    ensure_ray(address or config.resources.address, verbose)  # both reachable before the parent run exists
+    ensure_ray(address or config.resources.address, verbose, _shipped(config))  # both reachable before the parent run
     name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     tracker.start_parent(config, yaml_text, run_name=name, role=role)
     path = experiment_path(storage_path(config.resources.storage_path), name)
     ExperimentRecord(config=config.model_dump(mode="json"), yaml_text=yaml_text, tracking_uri=tracker.uri,
-                     experiment_id=tracker.experiment_id, parent_run_id=tracker.parent_run_id or "", role=role).write(path)
+                     experiment_id=tracker.experiment_id, parent_run_id=tracker.parent_run_id or "", role=role,
+                     config_dir=str(config.directory) if config.directory else None).write(path)
     run = RunContext(config, tracker, path, verbose)
     callback = _callback(config, tracker)
     return _fit(mode, run, callback, lambda: _new_tuner(mode, run, callback, name))
@@ -84,9 +85,10 @@ def resume_experiment(experiment: str, *, address: str | None = None, verbose: i
         raise ValueError(f"{path!r} was recorded by a run mode this vaesearch does not know ({record.role!r}); "
                          f"known modes: {MODES.names()}")
     config = parse_config(record.config)
+    config._directory = Path(record.config_dir) if record.config_dir else None   # plug-ins found as at the start
     mode = MODES.get(record.role)(config)
     tracker = attach_tracking(record.tracking_uri, record.experiment_id, record.parent_run_id)
-    ensure_ray(address or config.resources.address, verbose)
+    ensure_ray(address or config.resources.address, verbose, _shipped(config))
     tracker.reopen_parent()
     run = RunContext(config, tracker, path, verbose)
     callback = _callback(config, tracker)
@@ -97,6 +99,13 @@ def resume_experiment(experiment: str, *, address: str | None = None, verbose: i
             path, trainable=mode.trainable(), resume_unfinished=True, resume_errored=False, restart_errored=False))
     finally:
         adoption.forget(run.parent_run_id)
+
+
+def _shipped(config: Config) -> list[str]:
+    """The plug-in modules a cluster's workers get from this driver (``py_modules``)."""
+    from search.plugin_modules import local_sources
+
+    return [str(p) for p in local_sources(config).values()]
 
 
 def storage_path(path: str) -> str:

@@ -27,6 +27,7 @@ class ExperimentRecord:
     experiment_id: str
     parent_run_id: str
     role: str                     # the run mode: a key of search.modes.MODES
+    config_dir: str | None = None  # the YAML's directory: where plug-in modules and relative data paths are found
 
     def write(self, experiment_path: str) -> None:
         fs, path = _fs(experiment_path)

@@ -1,9 +1,12 @@
 """``vaesearch submit | status | stop``: launch a search onto a Ray cluster through the Ray Jobs API.
 
-The config is validated here (a bad config never reaches the cluster), copied alone into a
-temporary directory and uploaded as the job's ``working_dir``; the job's entrypoint is
-``vaesearch run <config name> --address auto ...`` on the head node, whose nodes have vaesearch
-installed. ``submit`` then follows the job's logs until it ends and exits 0 if it SUCCEEDED.
+The config is validated here (a bad config never reaches the cluster), copied into a temporary
+directory with what it needs from this machine (:func:`job_files`: the plug-in modules it names,
+and a data file or folder given by a path relative to the config, up to ``UPLOAD_LIMIT_BYTES``)
+and uploaded as the job's ``working_dir``, which Ray unpacks on every node that runs the job's
+trials and puts on their import path; the job's entrypoint is ``vaesearch run <config name>
+--address auto ...`` on the head node, whose nodes have vaesearch installed. ``submit`` then
+follows the job's logs until it ends and exits 0 if it SUCCEEDED.
 
 Token authentication (Ray >= 2.52, on by default for ``ray start --head``): Ray's client sends
 the token only when ``RAY_AUTH_MODE=token``, reading it from ``RAY_AUTH_TOKEN``, the file named
@@ -28,7 +31,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
-from search.config import Config, load_config
+from search.config import Config, ConfigError, load_config
 from search.runnable import check_runnable
 
 if TYPE_CHECKING:
@@ -170,6 +173,44 @@ def is_transient(exc: BaseException) -> bool:
     return status is not None and (status == 503 or any(t in str(exc) for t in _TRANSIENT_TEXTS))
 
 
+#: What ``submit`` uploads beside the config (plug-in modules, relative data paths), in bytes. Ray
+#: keeps a working_dir in its object store; larger data belongs on a filesystem the nodes mount.
+UPLOAD_LIMIT_BYTES = 100 * 2**20
+_USER_DATA_FILES = ("arrays", "image_folder")
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def job_files(config: Config) -> dict[str, Path]:
+    """Name in the job's working_dir -> local file or folder, for what the config names on this
+    machine: its plug-in modules (and a callable dataset's module), found on the import path or
+    beside the config (a module found nowhere is a :class:`ConfigError`), and ``data.path`` when it
+    is relative to the config. An absolute ``data.path`` is read on the cluster as it stands (a
+    filesystem every node mounts). More than ``UPLOAD_LIMIT_BYTES`` in all is a ConfigError."""
+    from search.plugin_modules import local_sources
+
+    base = config.directory or Path.cwd()
+    files = local_sources(config)
+    data = config.data
+    if data.name in _USER_DATA_FILES and data.path and not Path(data.path).expanduser().is_absolute():
+        source = (base / data.path).resolve()
+        if not source.is_relative_to(base.resolve()):
+            raise ConfigError(f"data.path {data.path!r} is outside the config's directory: put it beside the config "
+                              "(it is uploaded with the job) or give an absolute path on a filesystem every node mounts")
+        if not source.exists():
+            raise ConfigError(f"data.path {data.path!r} does not exist beside the config ({base})")
+        files[str(source.relative_to(base.resolve()))] = source
+    total = sum(_size(p) for p in files.values())
+    if total > UPLOAD_LIMIT_BYTES:
+        sizes = ", ".join(f"{name} {_size(p) / 2**20:.1f} MiB" for name, p in files.items())
+        raise ConfigError(f"the job would upload {total / 2**20:.1f} MiB ({sizes}), over the limit of "
+                          f"{UPLOAD_LIMIT_BYTES / 2**20:.0f} MiB: put the data on a filesystem every node mounts and "
+                          "give data.path as an absolute path")
+    return files
+
+
 # --- talking to the cluster -----------------------------------------------------------------------
 
 
@@ -187,10 +228,19 @@ def connect(address: str, token_file: str | None) -> JobSubmissionClient:
         os.environ.update(saved)
 
 
-def submit(client: JobSubmissionClient, config_path: Path, entrypoint: str) -> str:
-    """Upload a directory holding only the config and submit the entrypoint; returns the job id."""
+def submit(client: JobSubmissionClient, config_path: Path, entrypoint: str,
+           files: Mapping[str, Path] | None = None) -> str:
+    """Upload a directory holding the config and ``files`` (:func:`job_files`) and submit the
+    entrypoint; returns the job id."""
     with tempfile.TemporaryDirectory(prefix="vaesearch-job-") as tmp:
         shutil.copy2(config_path, Path(tmp) / config_path.name)
+        for name, source in (files or {}).items():
+            target = Path(tmp) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(source, target)
         return client.submit_job(
             entrypoint=entrypoint, runtime_env={"working_dir": tmp},
             metadata={"vaesearch_config": config_path.name},
@@ -225,13 +275,16 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
     config = load_config(config_path)    # ConfigError -> exit 2 in cli.main, before any request
     check_runnable(config)               # the job runs `vaesearch run`: every trial it draws must start
+    files = job_files(config)            # plug-in modules and relative data travel with the job
     for warning in relative_path_warnings(config, args.tracking_uri):
         print(f"warning: {warning}", file=sys.stderr)
     entrypoint = build_entrypoint(config_path.name, num_samples=args.num_samples,
                                   tracking_uri=args.tracking_uri, verbose=args.verbose)
     client = connect(args.address, args.token_file)
-    job_id = _call(lambda: submit(client, config_path, entrypoint), args.address)
+    job_id = _call(lambda: submit(client, config_path, entrypoint, files), args.address)
     print(f"submitted job {job_id} to {args.address}: {entrypoint}", flush=True)
+    if files:
+        print(f"uploaded with the config: {', '.join(sorted(files))}", flush=True)
     if args.no_wait:
         print(f"follow it: vaesearch status {job_id} --address {args.address}   stop it: vaesearch stop {job_id} --address {args.address}")
         return EXIT_SUCCEEDED

@@ -10,6 +10,10 @@ prior × its parameters × objective × its parameters (the loss: free bits need
 IWAE has no free bits or capacity); the other keys one at a time. The allocation bandit's arms are
 checked with the epochs an arm may get (the whole budget). The shared-encoder mode trains the
 N(0, I) prior with the ELBO only.
+
+A model with a plug-in (``docs/plugins.md``) is also built on the CPU and run forward once on a
+batch of the dataset's shape (``trainables.plugins.probe_model``): its import, constructor, output
+shapes, dtype and values are checked here, before Ray starts.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from typing import Any
 from search import roles
 from search.config import Config, ConfigError, FloatRange, IntRange
 from search.trial_specs import trial_spec
+from trainables.plugins import probe_model
 from trainables.search_names import CONDITIONAL_KEYS, DECODER_KEY
 from trainables.spec import TrialSpec
 
@@ -41,7 +46,7 @@ def _product(params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 def _draws(config: Config) -> Iterator[tuple[str, dict[str, Any]]]:
     """(where in the config, sampled values) for every combination that must be able to run."""
     space = config.search.space
-    model = {k: v for k, v in (("decoder", space.decoder), ("latent_dim", space.latent_dim)) if v is not None}
+    model = {k: v for k, v in (("decoder", space.decoder_choices()), ("latent_dim", space.latent_dim)) if v is not None}
     for draw in _product(model):
         yield _where(draw), draw
     if space.lr is not None:
@@ -65,9 +70,16 @@ def _where(draw: Mapping[str, Any]) -> str:
     return ", ".join(f"search.space.{k}={v!r}" for k, v in draw.items()) or "the fixed settings"
 
 
-def _problem(spec: TrialSpec, draw: Mapping[str, Any]) -> str | None:
+def _problem(spec: TrialSpec, draw: Mapping[str, Any], probed: set[Any] | None = None) -> str | None:
     try:
-        spec.with_overrides(draw).check()
+        drawn = spec.with_overrides(draw)
+        drawn.check()
+        if drawn.model.plugins():
+            model = drawn.vae_config(drawn.data.shape())
+            if probed is None or model not in probed:
+                probe_model(model)
+                if probed is not None:
+                    probed.add(model)
     except ValueError as exc:
         return str(exc)
     return None
@@ -80,19 +92,22 @@ def check_runnable(config: Config, role: str = roles.SEARCH) -> None:
     """Raise :class:`ConfigError` (one line per problem) unless every trial the config's run mode
     (``role``) can draw would start."""
     problems: dict[str, str] = {}  # reason -> the first place it was found (each reason said once)
+    probed: set[Any] = set()       # models with a plug-in already run forward
     if role == roles.BANDIT_SHARED_ENCODER:
         _check_shared_encoder(config)
-    if role == roles.BANDIT_ALLOCATION:
-        spec = trial_spec(config, epochs=config.bandit.allocation.budget_epochs)
-        checks = [(f"bandit.arms={arm!r}", {DECODER_KEY: arm}) for arm in config.bandit.arms]
+    if role in (roles.BANDIT_ALLOCATION, roles.BANDIT_SHARED_ENCODER):
+        # The shared encoder's heads are the same decoders on the same data: each arm as a model.
+        epochs = config.bandit.allocation.budget_epochs if role == roles.BANDIT_ALLOCATION else None
+        spec = trial_spec(config, epochs=epochs)
+        checks = [(f"bandit.arms={arm!r}", {DECODER_KEY: arm}) for arm in config.bandit.arm_names()]
     else:
         spec = trial_spec(config)
-        fixed = _problem(spec, {})
+        fixed = _problem(spec, {}, probed)
         if fixed is not None:  # every draw would repeat it
             problems[fixed] = "the fixed settings (data, model, train)"
         checks = list(_draws(config)) if role in _SEARCHES and fixed is None else []
     for where, draw in checks:
-        reason = _problem(spec, draw)
+        reason = _problem(spec, draw, probed)
         if reason is not None:
             problems.setdefault(reason, where)
     if role in _SEARCHES and config.search.num_samples > 1 and not config.search.space.searched():

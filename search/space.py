@@ -36,7 +36,8 @@ class DefineByRun:
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
-        specs = {k: getattr(space, k) for k in ("beta", "latent_dim", "lr", "decoder", "free_bits")}
+        specs = {k: getattr(space, k) for k in ("beta", "latent_dim", "lr", "free_bits")}
+        specs["decoder"] = space.decoder_choices()   # plug-ins by readable name: Optuna's choices are str
         self.specs = {k: v for k, v in specs.items() if v is not None}
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:

@@ -9,7 +9,9 @@ test are binarised once with a fixed seed so scores are comparable across trials
 binarisation samples every split once (fixed binarisation, Salakhutdinov & Murray 2008,
 about 2 nats worse). The 32x32 resize is the multi-armed-bandit VAE protocol (reference 003).
 The datasets themselves (where their images come from) are registered in
-``data_sources.py``; file formats and downloads live in ``data_formats.py``.
+``data_sources.py``; file formats and downloads live in ``data_formats.py``; the researcher's own
+images (``arrays``, ``image_folder``, ``callable``: a :class:`UserSource` says where) in
+``user_data.py``. The whole dataset must fit on the device: :data:`MAX_DATA_BYTES`.
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from trainables.data_formats import DataFormatError
-from trainables.data_sources import DATASETS
+from trainables.data_sources import DATASETS, RawImages
+from trainables.registry import Registry
+from trainables.user_data import USER_DATASETS, read_user_data
 
 BINARIZE_MODES = ("dynamic", "static", "none")
 # Which splits are Bernoulli-sampled once at load time, per mode. Dynamic leaves train in grey
@@ -36,6 +40,23 @@ _BINARIZED_AT_LOAD: dict[str, tuple[str, ...]] = {
 _MIN_RESIZE = 4
 _RESIZE_CHUNK = 2048  # images per interpolate call: bounds the temporary for 60k-image datasets
 _DEFAULT_ROOT = "~/.cache/vaesearch/data"
+#: The float32 train + val + test tensors of one trial live whole on its device (no streaming): a
+#: user dataset larger than this is refused at validate. Set VAESEARCH_MAX_DATA_GB to change it.
+MAX_DATA_BYTES = int(float(os.environ.get("VAESEARCH_MAX_DATA_GB", "8")) * 2**30)
+
+
+@dataclass(frozen=True)
+class UserSource:
+    """Where the researcher's own images are (``data.name`` arrays | image_folder | callable)."""
+
+    path: str | None = None                 # the .npz/.npy file, the folder, or package.module:function
+    kwargs: dict | None = None              # callable: its keyword arguments
+    color: str = "grey"                     # image_folder: grey | rgb
+    search_path: str | None = None          # callable: the directory its module was found in
+
+
+#: Every dataset name a config may give: the registered ones and the user's own kinds.
+DATASET_NAMES: Registry[str] = Registry("dataset", {n: n for n in sorted([*DATASETS, *USER_DATASETS])})
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: tensors have no truth value to compare with
@@ -80,7 +101,7 @@ class DatasetSplits:
 @dataclass(frozen=True)
 class _SplitIndices:
     train: np.ndarray
-    val: np.ndarray
+    val: np.ndarray | None   # None: use the provided validation split
     test: np.ndarray | None  # None: use the official test split
 
 
@@ -117,21 +138,23 @@ def _count(n: int, fraction: float, what: str, arg: str) -> int:
 
 
 # ---------------------------------------------------------------------------- pipeline
-def _split_counts(n: int, has_test: bool, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+def _split_counts(n: int, has_test: bool, val_fraction: float, test_fraction: float,
+                  has_val: bool = False) -> tuple[int, int]:
     """(test, validation) examples carved from the ``n`` stored training images."""
     n_test = 0 if has_test else _count(n, test_fraction, "test", "test_fraction")
-    n_val = _count(n, val_fraction, "validation", "val_fraction")
+    n_val = 0 if has_val else _count(n, val_fraction, "validation", "val_fraction")
     if n_test + n_val >= n:
         raise ValueError(f"{val_fraction=} and {test_fraction=} leave no training examples out of {n}")
     return n_test, n_val
 
 
-def _split_indices(n: int, has_test: bool, val_fraction: float, test_fraction: float, seed: int) -> _SplitIndices:
+def _split_indices(n: int, has_test: bool, val_fraction: float, test_fraction: float, seed: int,
+                   has_val: bool = False) -> _SplitIndices:
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-    n_test, n_val = _split_counts(n, has_test, val_fraction, test_fraction)
+    n_test, n_val = _split_counts(n, has_test, val_fraction, test_fraction, has_val)
     return _SplitIndices(
         train=perm[n_test + n_val :],
-        val=perm[n_test : n_test + n_val],
+        val=None if has_val else perm[n_test : n_test + n_val],
         test=None if has_test else perm[:n_test],
     )
 
@@ -162,13 +185,26 @@ def _data_root(root: str | Path | None) -> Path:
 # -------------------------------------------------------------------------------- public
 def available_datasets() -> list[str]:
     """Names accepted by ``load_dataset``, sorted."""
-    return sorted(DATASETS)
+    return DATASET_NAMES.names()
 
 
-def dataset_shape(name: str, resize: int | None = None) -> tuple[int, int, int]:
-    """(C, H, W) of one image of ``name`` after ``resize``, without loading any data."""
-    c, h, w = DATASETS.get(name).shape
+def _user_raw(name: str, resize: int | None, user: UserSource | None) -> RawImages:
+    user = user or UserSource()
+    return read_user_data(name, user.path, user.kwargs, user.color, resize, user.search_path)
+
+
+def dataset_shape(name: str, resize: int | None = None, user: UserSource | None = None) -> tuple[int, int, int]:
+    """(C, H, W) of one image of ``name`` after ``resize``, without loading any data (a user
+    dataset is read, once per process, and checked: ``trainables.user_data``)."""
+    DATASET_NAMES.check(name)
     _check_resize(resize)
+    if name not in USER_DATASETS:
+        c, h, w = DATASETS.get(name).shape
+        return (c, h, w) if resize is None else (c, int(resize), int(resize))
+    c, h, w = (int(s) for s in _user_raw(name, resize, user).train.shape[1:])
+    if resize is None and (h != w or h < 8):
+        raise DataFormatError(f"data.path {user.path if user else None!r}: images of {h}x{w} pixels; the models need "
+                              "square images of at least 8x8: set data.resize (e.g. 32)")
     return (c, h, w) if resize is None else (c, int(resize), int(resize))
 
 
@@ -179,20 +215,32 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 def check_data_options(
     name: str, *, binarize: str = "dynamic", resize: int | None = None, val_fraction: float = 0.1,
-    test_fraction: float = 0.1, max_train: int | None = None,
+    test_fraction: float = 0.1, max_train: int | None = None, user: UserSource | None = None,
 ) -> int | None:
     """Every rule ``load_dataset`` enforces before it reads a file; returns the number of training
-    examples the split leaves when the dataset's size is known without loading (else None)."""
-    source = DATASETS.get(name)
+    examples the split leaves when the dataset's size is known without loading (else None). A user
+    dataset is read (once per process) and checked whole: values, shapes, splits, size."""
+    DATASET_NAMES.check(name)
     _check_mode(binarize)
     _check_resize(resize)
     _check_fractions(val_fraction, test_fraction)
     if max_train is not None and not (_is_int(max_train) and max_train >= 1):
         raise ValueError(f"max_train must be None or an int >= 1, got {max_train=}")
-    if source.stored is None:
+    has_val = False
+    if name in USER_DATASETS:
+        raw = _user_raw(name, resize, user)
+        c, h, w = dataset_shape(name, resize, user)
+        n, has_test, has_val = len(raw.train), raw.test is not None, raw.val is not None
+        total = sum(len(a) for a in (raw.train, raw.val, raw.test) if a is not None) * c * h * w * 4
+        if total > MAX_DATA_BYTES:
+            raise DataFormatError(f"data.path {user.path if user else None!r}: {total / 2**30:.1f} GiB as float32 on "
+                                  f"the device, over the limit of {MAX_DATA_BYTES / 2**30:.1f} GiB (the whole dataset "
+                                  "lives on the device): use data.resize, fewer images, or VAESEARCH_MAX_DATA_GB")
+    elif DATASETS.get(name).stored is None:
         return None
-    n, has_test = source.stored
-    n_test, n_val = _split_counts(n, has_test, val_fraction, test_fraction)
+    else:
+        n, has_test = DATASETS.get(name).stored  # type: ignore[misc]
+    n_test, n_val = _split_counts(n, has_test, val_fraction, test_fraction, has_val)
     n_train = n - n_test - n_val
     return n_train if max_train is None else min(n_train, int(max_train))
 
@@ -208,31 +256,37 @@ def load_dataset(
     seed: int = 0,
     download: bool = True,
     max_train: int | None = None,
+    user: UserSource | None = None,
 ) -> DatasetSplits:
     """Load ``name`` as float32 tensors in [0, 1] on the CPU (move them with ``.to(device)``).
 
     Datasets with an official test split (the IDX family, cifar10) keep it and carve ``val``
     from train with ``val_fraction`` (``test_fraction`` is then unused); the embedded ones
     (mnist5k, digits) carve test and val as fractions of the whole. All carving uses one
-    permutation drawn from ``seed``. Files are read from ``<root>/<name>/``.
+    permutation drawn from ``seed``. Files are read from ``<root>/<name>/``; a user dataset
+    (arrays, image_folder, callable) from ``user`` and keeps the splits it provides.
     """
-    spec = DATASETS.get(name)
     check_data_options(name, binarize=binarize, resize=resize, val_fraction=val_fraction,
-                       test_fraction=test_fraction, max_train=max_train)
+                       test_fraction=test_fraction, max_train=max_train, user=user)
     if not _is_int(seed):
         raise ValueError(f"seed must be an int, got {seed=}")
 
-    raw = spec.load(_data_root(root) / name, download)
-    for split in (raw.train, raw.test):
-        if split is not None and tuple(split.shape[1:]) != spec.shape:
-            raise DataFormatError(f"dataset {name!r}: expected images of shape {spec.shape}, got {split.shape[1:]}")
+    if name in USER_DATASETS:
+        raw = _user_raw(name, resize, user)   # checked and cached by check_data_options
+    else:
+        spec = DATASETS.get(name)
+        raw = spec.load(_data_root(root) / name, download)
+        for split in (raw.train, raw.test):
+            if split is not None and tuple(split.shape[1:]) != spec.shape:
+                raise DataFormatError(f"dataset {name!r}: expected images of shape {spec.shape}, got {split.shape[1:]}")
 
-    idx = _split_indices(len(raw.train), raw.test is not None, val_fraction, test_fraction, int(seed))
+    idx = _split_indices(len(raw.train), raw.test is not None, val_fraction, test_fraction, int(seed), raw.val is not None)
     train_idx = idx.train if max_train is None else idx.train[:max_train]
     test_images = raw.test if idx.test is None else raw.train[idx.test]
+    val_images = raw.val if idx.val is None else raw.train[idx.val]
     splits = {
         "train": _to_unit(raw.train[train_idx], raw.max_value),
-        "val": _to_unit(raw.train[idx.val], raw.max_value),
+        "val": _to_unit(val_images, raw.max_value),
         "test": _to_unit(test_images, raw.max_value),
     }
     if resize is not None:

@@ -27,6 +27,7 @@ class RawImages:
     train: np.ndarray
     test: np.ndarray | None  # the official test split; None when it is carved from ``train``
     max_value: float
+    val: np.ndarray | None = None  # a provided validation split (the user's own data); else carved
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from trainables.encoders import check_latent_dim, check_shape, check_width, scaled
-from trainables.registry import Registry
+from trainables.registry import Plugin, PluginError, Registry
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "selu": nn.SELU}
 
@@ -216,9 +216,21 @@ def available_decoders() -> list[str]:
 
 
 def build_decoder(
-    name: str, shape: tuple[int, int, int], latent_dim: int, width: float = 1.0
+    name: str | Plugin, shape: tuple[int, int, int], latent_dim: int, width: float = 1.0
 ) -> nn.Module:
-    """Build decoder ``name``; its forward maps z (B, D) to pixel parameters (B, C, H, W)."""
-    return DECODERS.get(name).build(
-        check_shape(shape), check_latent_dim(latent_dim), check_width(width)
-    )
+    """Build decoder ``name`` (a registered name or a plug-in); its forward maps z (B, D) to pixel
+    parameters (B, C, H, W). A plug-in is built as ``Class(shape=, latent_dim=, width=, **kwargs)``,
+    the arguments the built-ins get (``docs/plugins.md``)."""
+    shape, latent_dim, width = check_shape(shape), check_latent_dim(latent_dim), check_width(width)
+    if isinstance(name, Plugin):
+        return plugin_module(name, "decoder", shape=shape, latent_dim=latent_dim, width=width)
+    return DECODERS.get(name).build(shape, latent_dim, width)
+
+
+def plugin_module(plugin: Plugin, kind: str, **protocol: object) -> nn.Module:
+    """A plug-in built with the protocol's arguments; it must be a ``torch.nn.Module`` (its parameters
+    are trained, saved and moved to the device with the rest of the VAE)."""
+    module = plugin.build(kind, **protocol)
+    if not isinstance(module, nn.Module):
+        raise PluginError(f"{plugin.describe(kind)}: must build a torch.nn.Module, got a {type(module).__name__}")
+    return module

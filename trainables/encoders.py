@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.gaussian import Posterior
-from trainables.registry import Registry
+from trainables.registry import Plugin, PluginError, Registry
 
 # exp(logvar) appears in the reparameterisation and in the KL; an unbounded linear head
 # can emit logvar ~ 90 early in training (exp overflows float32 to inf -> NaN loss) or
@@ -151,12 +151,39 @@ def available_encoders() -> list[str]:
     return ENCODERS.names()
 
 
+class PluginEncoder(nn.Module):
+    """A plug-in encoder: its forward returns a ``Posterior`` or a pair (mu, logvar), each (B, D);
+    logvar is soft-clamped like the built-ins' (a plug-in need not know why)."""
+
+    def __init__(self, inner: nn.Module, plugin: Plugin) -> None:
+        super().__init__()
+        self.inner = inner
+        self.what = plugin.describe("encoder")
+
+    def forward(self, x: torch.Tensor) -> Posterior:  # x: (B, C, H, W)
+        out = self.inner(x)
+        if isinstance(out, Posterior):
+            mu, logvar = out.mu, out.logvar
+        elif isinstance(out, tuple | list) and len(out) == 2:
+            mu, logvar = out
+        else:
+            raise PluginError(f"{self.what}: forward must return a Posterior or a pair (mu, logvar), "
+                              f"got a {type(out).__name__}")
+        return Posterior(mu=mu, logvar=soft_clamp(logvar, LOGVAR_MIN, LOGVAR_MAX))
+
+
 def build_encoder(
-    name: str, shape: tuple[int, int, int], latent_dim: int, width: float = 1.0
+    name: str | Plugin, shape: tuple[int, int, int], latent_dim: int, width: float = 1.0
 ) -> nn.Module:
-    """Build the encoder ``name``; its forward maps x (B, C, H, W) to a ``Posterior``."""
-    build_body = ENCODERS.get(name)
+    """Build the encoder ``name`` (a registered name or a plug-in); its forward maps x (B, C, H, W)
+    to a ``Posterior``. A plug-in is built as ``Class(shape=, latent_dim=, width=, **kwargs)``."""
     shape = check_shape(shape)
     latent_dim = check_latent_dim(latent_dim)
-    body, feature_dim = build_body(shape, check_width(width))
+    width = check_width(width)
+    if isinstance(name, Plugin):
+        inner = name.build("encoder", shape=shape, latent_dim=latent_dim, width=width)
+        if not isinstance(inner, nn.Module):
+            raise PluginError(f"{name.describe('encoder')}: must build a torch.nn.Module, got a {type(inner).__name__}")
+        return PluginEncoder(inner, name)
+    body, feature_dim = ENCODERS.get(name)(shape, width)
     return GaussianEncoder(body, feature_dim, latent_dim)

@@ -31,7 +31,7 @@ from torch import nn
 
 from trainables.encoders import check_latent_dim
 from trainables.gaussian import Posterior, diag_gaussian_log_prob, kl_to_std_normal, std_normal_log_prob
-from trainables.registry import Registry
+from trainables.registry import Plugin, PluginError, Registry
 
 #: Components of the mixture priors when the config does not say (Tomczak & Welling use 500 on
 #: MNIST; pythae defaults to 50, which keeps a CPU trial's prior cheap: K encoder rows per step).
@@ -268,23 +268,60 @@ def available_priors() -> list[str]:
     return PRIORS.names()
 
 
-def prior_parameters(name: str) -> dict[str, Any]:
-    """The prior's own parameters and their defaults."""
-    return dict(PRIOR_PARAMETERS.get(name))
+def prior_parameters(name: str | Plugin) -> dict[str, Any]:
+    """The prior's own parameters and their defaults (a plug-in's settings are its kwargs: none)."""
+    return {} if isinstance(name, Plugin) else dict(PRIOR_PARAMETERS.get(name))
 
 
 #: The priors whose rate is the analytic KL per latent dimension (``Prior.per_dimension_kl``).
 _PER_DIMENSION_KL = frozenset({"standard_normal"})
 
 
-def per_dimension_kl(name: str) -> bool:
-    """Whether the prior's rate is the analytic KL per latent dimension (per-dimension free bits need it)."""
-    return PRIORS.check(name) in _PER_DIMENSION_KL
+def per_dimension_kl(name: str | Plugin) -> bool:
+    """Whether the prior's rate is the analytic KL per latent dimension (per-dimension free bits need
+    it). A plug-in prior's rate is not known to be: free bits are refused with it."""
+    return not isinstance(name, Plugin) and PRIORS.check(name) in _PER_DIMENSION_KL
 
 
-def build_prior(name: str, latent_dim: int, *, shape: tuple[int, int, int] = (1, 8, 8),
+class PluginPrior(Prior):
+    """A user's prior (``docs/plugins.md``), built as ``Class(latent_dim=, **kwargs)``, with
+    ``log_prob(z)`` and ``sample(n, device=, generator=)``; its rate is ``kl(mu, logvar)`` (B, D)
+    when it has one, else the Monte Carlo estimate log q(z|x) − log p(z)."""
+
+    def __init__(self, inner: nn.Module, latent_dim: int) -> None:
+        super().__init__()
+        self.inner, self.latent_dim = inner, latent_dim
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return self.inner.log_prob(z)
+
+    def sample(self, n: int, device: torch.device | str = "cpu",
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.inner.sample(n, device=device, generator=generator)
+
+    def rate(self, posterior: Posterior, z: torch.Tensor) -> torch.Tensor:
+        if callable(getattr(self.inner, "kl", None)):
+            return self.inner.kl(posterior.mu, posterior.logvar)
+        return super().rate(posterior, z)
+
+
+def _build_plugin_prior(ref: Plugin, latent_dim: int) -> Prior:
+    inner = ref.build("prior", latent_dim=check_latent_dim(latent_dim))
+    missing = [m for m in ("log_prob", "sample") if not callable(getattr(inner, m, None))]
+    if not isinstance(inner, nn.Module) or missing:
+        raise PluginError(f"{ref.describe('prior')}: must build a torch.nn.Module with log_prob and sample (and "
+                          f"optionally kl); got a {type(inner).__name__}" + (f" without {missing}" if missing else ""))
+    return inner if isinstance(inner, Prior) else PluginPrior(inner, latent_dim)
+
+
+def build_prior(name: str | Plugin, latent_dim: int, *, shape: tuple[int, int, int] = (1, 8, 8),
                 encoder: nn.Module | None = None, params: Mapping[str, Any] | None = None) -> Prior:
-    """The prior ``name`` with its ``params`` (unknown ones are errors listing the allowed)."""
+    """The prior ``name`` with its ``params`` (unknown ones are errors listing the allowed), or a
+    plug-in prior (:class:`PluginPrior`; its settings are its kwargs)."""
+    if isinstance(name, Plugin):
+        if params:
+            raise ValueError(f"{name.describe('prior')} takes its settings as kwargs, not prior_params={dict(params)}")
+        return _build_plugin_prior(name, latent_dim)
     factory = PRIORS.get(name)
     params = dict(params or {})
     allowed = PRIOR_PARAMETERS.get(name)
@@ -295,7 +332,7 @@ def build_prior(name: str, latent_dim: int, *, shape: tuple[int, int, int] = (1,
 
 
 __all__ = [
-    "DEFAULT_COMPONENTS", "MixtureOfGaussiansPrior", "PRIORS", "PRIOR_PARAMETERS", "Prior", "PriorContext",
+    "DEFAULT_COMPONENTS", "MixtureOfGaussiansPrior", "PRIORS", "PRIOR_PARAMETERS", "PluginPrior", "Prior", "PriorContext",
     "StandardNormalPrior", "VampPrior", "available_priors", "build_prior", "mixture_log_prob", "per_dimension_kl",
     "prior_parameters",
 ]

@@ -19,11 +19,19 @@ from typing import Any, TypeVar
 
 import torch
 
-from trainables.data import DatasetSplits, check_data_options, dataset_shape, load_dataset, steps_per_epoch
+from trainables.data import (
+    DatasetSplits,
+    UserSource,
+    check_data_options,
+    dataset_shape,
+    load_dataset,
+    steps_per_epoch,
+)
 from trainables.decoders import DECODERS
 from trainables.objectives import OBJECTIVES, LossTerms, objective_parameters
 from trainables.policies import POLICIES, build_policy, policy_parameters
 from trainables.priors import per_dimension_kl, prior_parameters
+from trainables.registry import Plugin
 from trainables.schedules import FREE_BITS_SCHEDULE, KLWeight, check_free_bits, kl_weight, schedule_parameters
 from trainables.search_names import CONDITIONAL_KEYS, OBJECTIVE_KEY, PRIOR_KEY, SCHEDULE_KEY, SEARCH_NAMES
 from trainables.vae import ModelSpec, build_vae
@@ -43,12 +51,25 @@ class DataSpec:
     test_fraction: float = 0.1
     download: bool = True
     max_train: int | None = None
+    # The researcher's own images (name: arrays | image_folder | callable; trainables.user_data):
+    path: str | None = None          # the .npz/.npy file, the image folder, or package.module:function
+    kwargs: dict[str, Any] = field(default_factory=dict)   # callable: its keyword arguments
+    color: str = "grey"              # image_folder: grey | rgb
+    search_path: str | None = None   # callable: the directory the driver found its module in
+
+    @property
+    def user(self) -> UserSource:
+        return UserSource(path=self.path, kwargs=dict(self.kwargs), color=self.color, search_path=self.search_path)
+
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image as the model sees it (a user dataset is read, once per process)."""
+        return dataset_shape(self.name, self.resize, self.user)
 
     def load(self, seed: int) -> DatasetSplits:
         return load_dataset(
             self.name, root=self.root, binarize=self.binarize, resize=self.resize,
             val_fraction=self.val_fraction, test_fraction=self.test_fraction, seed=seed,
-            download=self.download, max_train=self.max_train,
+            download=self.download, max_train=self.max_train, user=self.user,
         )
 
 
@@ -160,10 +181,13 @@ class TrialSpec:
     seed: int = 0        # model init, batch order, sampling (a sampled "seed" overrides it)
     data_seed: int = 0   # the train/val/test split: the same for every trial of a search
     test_nll: NLLSpec | None = None   # set: compute test/nll at the end of this trial
+    # The config's plug-ins by readable name: a sampled component name (a decoder arm) that is one
+    # of these sets the plug-in itself (Tune, Optuna and MLflow see the name, the model the path).
+    plugins: dict[str, Plugin] = field(default_factory=dict)
 
     def with_overrides(self, sampled: Mapping[str, Any] | None) -> TrialSpec:
         """This spec with Tune's sampled values (see the module docstring for the key names)."""
-        sampled = dict(sampled or {})
+        sampled = {k: self._component(k, v) for k, v in (sampled or {}).items()}
         spec = self
         for key in CONDITIONAL_KEYS:
             prefix = f"{key}."
@@ -183,6 +207,12 @@ class TrialSpec:
         for key, value in sampled.items():
             spec = replace_path(spec, SEARCH_NAMES.get(key, key), value, aliases=SEARCH_NAMES)
         return spec
+
+    def _component(self, key: str, value: Any) -> Any:
+        if (SEARCH_NAMES.get(key, key) in _COMPONENT_PATHS or key == PRIOR_KEY) and isinstance(value, str) \
+                and value in self.plugins:
+            return self.plugins[value]
+        return value
 
     def vae_config(self, shape: tuple[int, int, int]):  # noqa: ANN201 (a VAEConfig)
         return self.model.vae_config(shape)
@@ -204,10 +234,12 @@ class TrialSpec:
         data = self.data
         counted = check_data_options(data.name, binarize=data.binarize, resize=data.resize,
                                      val_fraction=data.val_fraction, test_fraction=data.test_fraction,
-                                     max_train=data.max_train)
+                                     max_train=data.max_train, user=data.user)
         n_train = counted if n_train is None else n_train
-        with torch.device("meta"):
-            build_vae(self.vae_config(dataset_shape(data.name, data.resize)))
+        # On the meta device (no memory); a plug-in on the CPU (its constructor is user code, which
+        # may compute with tensors: `vaesearch validate` then runs it forward, trainables.plugins).
+        with torch.device("cpu" if self.model.plugins() else "meta"):
+            build_vae(self.vae_config(data.shape()))
         # Unknown size (a dataset not loaded yet): at least one step per epoch.
         self.schedule.check(self.epochs * (steps_per_epoch(n_train, self.batch_size) if n_train else 1))
         self._check_combinations(n_train)
@@ -218,7 +250,7 @@ class TrialSpec:
         if schedule.free_bits > 0 and not per_dimension_kl(model.prior):
             raise ValueError(
                 f"free bits (train.free_bits / the free_bits schedule, λ={schedule.free_bits}) are per latent dimension, "
-                f"but the {model.prior!r} prior's rate is a Monte Carlo estimate log q(z|x) − log p(z) that does not "
+                f"but the {model.prior.label if isinstance(model.prior, Plugin) else model.prior!r} prior's rate is a Monte Carlo estimate log q(z|x) − log p(z) that does not "
                 "split over dimensions: set train.free_bits: 0 and no free_bits schedule, or use prior standard_normal")
         if objective.name == "iwae" and schedule.free_bits > 0:
             raise ValueError(
@@ -240,8 +272,8 @@ class SharedEncoderSpec:
     """One shared-encoder trial: the data, the K decoder heads, the policy and the training knobs."""
 
     data: DataSpec = field(default_factory=DataSpec)
-    decoders: tuple[str, ...] = tuple(DECODERS)
-    encoder: str = "conv"
+    decoders: tuple[str | Plugin, ...] = tuple(DECODERS)   # registered names or plug-ins
+    encoder: str | Plugin = "conv"
     latent_dim: int = 16
     width: float = 0.25
     likelihood: str = "bernoulli"
@@ -259,12 +291,13 @@ class SharedEncoderSpec:
     data_seed: int = 0  # the train/val split: the same for every trial of a search
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "decoders", tuple(self.decoders))
+        object.__setattr__(self, "decoders", tuple(Plugin.of(d) for d in self.decoders))
+        object.__setattr__(self, "encoder", Plugin.of(self.encoder))
         object.__setattr__(self, "policy_params_by_name", {k: dict(v) for k, v in self.policy_params_by_name.items()})
-        if not self.decoders or len(set(self.decoders)) != len(self.decoders):
-            raise ValueError(f"decoders must be a non-empty list of distinct names, got decoders={list(self.decoders)}")
+        if not self.decoders or len(set(self.decoder_names)) != len(self.decoders):
+            raise ValueError(f"decoders must be a non-empty list of distinct names, got decoders={list(self.decoder_names)}")
         for name in self.decoders:
-            DECODERS.check(name)
+            DECODERS.check_ref(name)
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size", "latent_dim"):
             _check_number(name, getattr(self, name), integer=True, minimum=0, strict=True)
         _check_number("lr", self.lr, integer=False, minimum=0, strict=True)
@@ -275,6 +308,11 @@ class SharedEncoderSpec:
                 raise ValueError(f"policy {name!r} has no parameter(s) {unknown}; allowed: {sorted(policy_parameters(name))}")
         # The policy validates its own name and knobs; a budget of K pulls is the least it accepts.
         build_policy(self.policy, len(self.decoders), budget=len(self.decoders), seed=0, **self.policy_params)
+
+    @property
+    def decoder_names(self) -> tuple[str, ...]:
+        """The heads' readable names (a plug-in's ``name`` or class name)."""
+        return tuple(d.label if isinstance(d, Plugin) else d for d in self.decoders)
 
     @property
     def policy_params(self) -> dict[str, Any]:
@@ -292,11 +330,12 @@ class SharedEncoderSpec:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["decoders"] = list(self.decoders)  # JSON has no tuples
+        d["decoders"] = [dataclasses.asdict(x) if isinstance(x, Plugin) else x for x in self.decoders]  # no tuples
         return d
 
 
 SHARED_ENCODER_NAMES: Mapping[str, str] = {"dataset": "data.name"}
+_COMPONENT_PATHS = frozenset({"model.encoder", "model.decoder", "model.prior"})
 
 
 def replace_path(spec: S, path: str, value: Any, aliases: Mapping[str, str] | None = None) -> S:

@@ -23,19 +23,25 @@ from trainables.encoders import ENCODERS, build_encoder, check_latent_dim, check
 from trainables.gaussian import Posterior, reparameterize
 from trainables.likelihoods import LIKELIHOODS, Likelihood, build_likelihood, check_sigma
 from trainables.priors import PRIORS, Prior, build_prior, prior_parameters
+from trainables.registry import Plugin
+
+
+def _label(ref: str | Plugin) -> str:
+    return ref.label if isinstance(ref, Plugin) else ref
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The model of a trial, by registry names and sizes; the image shape comes with the data."""
+    """The model of a trial, by registry names (or plug-ins by import path: encoder, decoder, prior)
+    and sizes; the image shape comes with the data."""
 
     latent_dim: int = 16
-    encoder: str = "conv"
-    decoder: str = "mlp_small"
+    encoder: str | Plugin = "conv"
+    decoder: str | Plugin = "mlp_small"
     likelihood: str = "bernoulli"
     sigma: float = 0.1  # Gaussian likelihood only
     sigma_mode: str = "fixed"  # Gaussian likelihood only: fixed | learned | optimal
-    prior: str = "standard_normal"
+    prior: str | Plugin = "standard_normal"
     width: float = 1.0  # scales every hidden width / channel count
     prior_params: dict[str, Any] = dataclasses.field(default_factory=dict)  # the prior's own (trainables.priors)
 
@@ -47,18 +53,24 @@ class ModelSpec:
         # Validated for every likelihood (a typo is a typo), although only gaussian uses them.
         check_sigma(self.sigma, self.sigma_mode)
         object.__setattr__(self, "sigma", float(self.sigma))
-        for registry, name in ((ENCODERS, self.encoder), (DECODERS, self.decoder), (LIKELIHOODS, self.likelihood),
-                               (PRIORS, self.prior)):
-            registry.check(name)
+        for key in ("encoder", "decoder", "prior"):  # a plug-in read back from JSON is a mapping
+            object.__setattr__(self, key, Plugin.of(getattr(self, key)))
+        for registry, name in ((ENCODERS, self.encoder), (DECODERS, self.decoder), (PRIORS, self.prior)):
+            registry.check_ref(name)
+        LIKELIHOODS.check(self.likelihood)
         object.__setattr__(self, "prior_params", dict(self.prior_params))
         unknown = sorted(set(self.prior_params) - set(prior_parameters(self.prior)))
         if unknown:
-            raise ValueError(f"prior {self.prior!r} has no parameter(s) {unknown}; "
+            raise ValueError(f"prior {_label(self.prior)!r} has no parameter(s) {unknown}; "
                              f"allowed: {sorted(prior_parameters(self.prior))}")
 
     def __hash__(self) -> int:  # prior_params is a dict: hash its sorted items
         return hash(tuple((f.name, tuple(sorted(v.items())) if isinstance(v := getattr(self, f.name), dict) else v)
                           for f in dataclasses.fields(self)))
+
+    def plugins(self) -> list[Plugin]:
+        """The plug-ins among this model's components."""
+        return [ref for ref in (self.encoder, self.decoder, self.prior) if isinstance(ref, Plugin)]
 
     def vae_config(self, shape: Sequence[int]) -> VAEConfig:
         """This model for images of ``shape`` (C, H, W)."""

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 
 def _arm_names(space: SearchSpace) -> list[str]:
-    decoders = space.decoder
+    decoders = space.decoder_choices()
     if not isinstance(decoders, list) or len(decoders) < 2:
         raise ValueError(
             f"bandit_tpe needs a list of decoders to choose from (at least 2), got {decoders=}; "

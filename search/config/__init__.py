@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from search.config.bandit import AllocationConfig, BanditConfig, SharedEncoderConfig
+from search.config.components import ComponentConfig
 from search.config.errors import error_lines
 from search.config.params import FloatRange, IntRange, SearchSpace, Strict
 from search.config.sections import (
@@ -35,8 +36,9 @@ from search.config.sections import (
 )
 
 __all__ = [
-    "AllocationConfig", "BanditConfig", "Config", "ConfigError", "DataConfig", "FinalEvalConfig", "FloatRange",
-    "IntRange", "ModelConfig", "ObjectiveConfig", "ResourcesConfig", "ScheduleConfig", "SchedulerConfig", "SearchConfig", "SearchSpace",
+    "AllocationConfig", "BanditConfig", "ComponentConfig", "Config", "ConfigError", "DataConfig", "FinalEvalConfig",
+    "FloatRange", "IntRange", "ModelConfig", "ObjectiveConfig", "ResourcesConfig", "ScheduleConfig", "SchedulerConfig",
+    "SearchConfig", "SearchSpace",
     "SharedEncoderConfig", "TrackingConfig", "TrainConfig", "load_config", "parse_config",
 ]
 
@@ -58,6 +60,33 @@ class Config(Strict):
     bandit: BanditConfig = Field(default_factory=BanditConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    # The directory of the YAML file (load_config): where plug-in modules and relative data paths
+    # are looked for besides the import path. None for a config built in Python (the working dir).
+    _directory: Path | None = PrivateAttr(default=None)
+
+    @property
+    def directory(self) -> Path | None:
+        return self._directory
+
+    def _plugin_refs(self) -> list[ComponentConfig]:
+        space = self.search.space.decoder
+        refs = [self.model.encoder, self.model.decoder, self.model.prior, *self.bandit.arms,
+                *(space if isinstance(space, list) else [space])]
+        return [r for r in refs if isinstance(r, ComponentConfig)]
+
+    def plugins(self) -> dict[str, ComponentConfig]:
+        """Every plug-in the config names (model, search.space.decoder, bandit.arms), by readable name."""
+        return {r.label: r for r in self._plugin_refs()}
+
+    @model_validator(mode="after")
+    def _one_plugin_per_name(self) -> Config:
+        seen: dict[str, ComponentConfig] = {}
+        for ref in self._plugin_refs():
+            other = seen.setdefault(ref.label, ref)
+            if other != ref:
+                raise ValueError(f"two different plug-ins are called {ref.label!r} ({other.path} "
+                                 f"kwargs={other.kwargs} and {ref.path} kwargs={ref.kwargs}): give each its own name")
+        return self
 
 
 def parse_config(data: Any) -> Config:
@@ -82,6 +111,8 @@ def load_config(path: str | Path) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     try:
-        return parse_config(data)
+        config = parse_config(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    config._directory = path.resolve().parent
+    return config

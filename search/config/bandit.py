@@ -5,8 +5,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from search.config.components import ComponentRef, check_components, labels
 from search.config.params import Strict, check_component_params
-from trainables.data_sources import DATASETS
+from trainables.data import DATASET_NAMES
 from trainables.decoders import DECODERS
 from trainables.policies import POLICIES, policy_parameters
 
@@ -51,7 +52,7 @@ class SharedEncoderConfig(Strict):
     @model_validator(mode="after")
     def _valid(self) -> SharedEncoderConfig:
         for name in self.datasets:
-            DATASETS.check(name)
+            DATASET_NAMES.check(name)
         for name in self.policies:
             _check_policy(name, self.policy_params.get(name, {}))
         for name in self.policy_params:
@@ -65,15 +66,20 @@ class BanditConfig(Strict):
 
     mode: Literal["allocation", "shared_encoder"] = "allocation"
     # Default: every registered decoder, in the reference's numbering (the five of reference 003).
-    arms: list[str] = Field(default_factory=lambda: DECODERS.names(), min_length=1)
+    # Registered names and/or plug-ins {path: 'package.module:ClassName', kwargs: {...}, name: ...}
+    arms: list[ComponentRef] = Field(default_factory=lambda: DECODERS.names(), min_length=1)
     allocation: AllocationConfig = Field(default_factory=AllocationConfig)
     shared_encoder: SharedEncoderConfig = Field(default_factory=SharedEncoderConfig)
 
     @field_validator("arms")
     @classmethod
-    def _arms(cls, v: list[str]) -> list[str]:
-        for name in v:
-            DECODERS.check(name)
-        if len(set(v)) != len(v):
-            raise ValueError(f"arms must be distinct, got {v}")
+    def _arms(cls, v: list[Any]) -> list[Any]:
+        names = labels(v)
+        if len(set(names)) != len(names):
+            raise ValueError(f"arms must be distinct, got {names}")
+        check_components(DECODERS, v)
         return v
+
+    def arm_names(self) -> list[str]:
+        """The arms' readable names (Tune's grid, the progress table, MLflow)."""
+        return labels(self.arms)

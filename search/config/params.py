@@ -11,6 +11,7 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from search.config.components import ComponentParam, check_components, label
 from trainables.decoders import DECODERS
 from trainables.objectives import OBJECTIVE_PARAMETERS
 from trainables.priors import PRIOR_PARAMETERS
@@ -59,7 +60,7 @@ StrParam = Union[str, list[str]]
 ScheduleParam = Union[int, float, list[int], list[float], FloatRange]  # an int parameter's range becomes an IntRange
 
 # Prior and objective parameters: as a schedule's, plus categorical strings (vampprior ``init``).
-ComponentParam = Union[int, float, str, list[int], list[float], list[str], FloatRange]
+SettingParam = Union[int, float, str, list[int], list[float], list[str], FloatRange]
 
 #: The range models by name, for the error messages (search.config.errors).
 RANGE_MODELS: dict[str, type[BaseModel]] = {"FloatRange": FloatRange, "IntRange": IntRange}
@@ -124,13 +125,13 @@ class SearchSpace(Strict):
     beta: FloatParam | None = None
     latent_dim: IntParam | None = None
     lr: FloatParam | None = None
-    decoder: StrParam | None = None
+    decoder: ComponentParam | None = None   # registered names and/or plug-ins (search.config.components)
     free_bits: FloatParam | None = None
     # schedule name -> {param: spec}; the params are conditional on that schedule being chosen.
     schedule: dict[str, dict[str, ScheduleParam]] | None = None
     # The prior and the training objective, likewise: [names] or {name: {param: spec}}.
-    prior: list[str] | dict[str, dict[str, ComponentParam]] | None = None
-    objective: list[str] | dict[str, dict[str, ComponentParam]] | None = None
+    prior: list[str] | dict[str, dict[str, SettingParam]] | None = None
+    objective: list[str] | dict[str, dict[str, SettingParam]] | None = None
 
     @field_validator("prior")
     @classmethod
@@ -144,9 +145,8 @@ class SearchSpace(Strict):
 
     @field_validator("decoder")
     @classmethod
-    def _decoders(cls, v: StrParam | None) -> StrParam | None:
-        for name in [v] if isinstance(v, str) else (v or []):
-            DECODERS.check(name)
+    def _decoders(cls, v: Any) -> Any:
+        check_components(DECODERS, v if isinstance(v, list) else [v] if v is not None else [])
         return _nonempty(v, "decoder")
 
     @field_validator("latent_dim")
@@ -181,6 +181,11 @@ class SearchSpace(Strict):
                 elif isinstance(spec, IntRange) and isinstance(defaults[param], float):
                     params[param] = FloatRange(low=spec.low, high=spec.high, log=spec.log)  # a real parameter
         return v
+
+    def decoder_choices(self) -> Any:
+        """``decoder`` by readable names (what Optuna's categorical and Tune's config hold)."""
+        return [label(d) for d in self.decoder] if isinstance(self.decoder, list) else (
+            None if self.decoder is None else label(self.decoder))
 
     def searched(self) -> list[str]:
         """The keys this space sets, in declaration order."""

@@ -10,13 +10,15 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from search.config.components import ComponentConfig, ComponentRef, check_components
 from search.config.params import SearchSpace, Strict, check_registered_params, check_schedule_params
-from trainables.data_sources import DATASETS
+from trainables.data import DATASET_NAMES
 from trainables.decoders import DECODERS
 from trainables.encoders import ENCODERS
 from trainables.likelihoods import LIKELIHOODS
 from trainables.objectives import OBJECTIVE_PARAMETERS
 from trainables.priors import PRIOR_PARAMETERS, PRIORS
+from trainables.registry import PLUGIN_PATH
 from trainables.spec import DataSpec, LossSchedule, NLLSpec, ObjectiveSpec, TrialSpec
 from trainables.vae import ModelSpec
 
@@ -34,31 +36,56 @@ class DataConfig(Strict):
     test_fraction: float = Field(default=_DATA.test_fraction, gt=0, lt=1)
     download: bool = _DATA.download
     max_train: int | None = Field(default=_DATA.max_train, ge=1)
+    # The researcher's own images (name: arrays | image_folder | callable; docs/plugins.md). A relative
+    # path is relative to the config file's directory.
+    path: str | None = _DATA.path
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    color: Literal["grey", "rgb"] = _DATA.color  # type: ignore[assignment]
 
     @field_validator("name")
     @classmethod
     def _dataset(cls, v: str) -> str:
-        return DATASETS.check(v)
+        return DATASET_NAMES.check(v)
+
+    @model_validator(mode="after")
+    def _user_data(self) -> DataConfig:
+        if self.name in ("arrays", "image_folder", "callable") and not self.path:
+            what = {"arrays": "an .npz or .npy file", "image_folder": "a folder of PNG/JPEG images",
+                    "callable": "package.module:function returning the images"}[self.name]
+            raise ValueError(f"data.name {self.name!r} needs data.path: {what}")
+        if self.name == "image_folder" and self.resize is None:
+            raise ValueError("data.name 'image_folder' needs data.resize: the size (pixels) every image is resized to")
+        if self.name == "callable" and not PLUGIN_PATH.match(self.path or ""):
+            raise ValueError(f"data.path of a callable dataset must look like 'package.module:function', got {self.path!r}")
+        if self.kwargs and self.name != "callable":
+            raise ValueError(f"data.kwargs are the arguments of a callable dataset; data.name is {self.name!r}")
+        return self
 
 
 class ModelConfig(Strict):
-    encoder: str = _MODEL.encoder
-    decoder: str = _MODEL.decoder
+    # A registered name, or a plug-in {path: 'package.module:ClassName', kwargs: {...}, name: ...}
+    encoder: ComponentRef = _MODEL.encoder
+    decoder: ComponentRef = _MODEL.decoder
     likelihood: str = _MODEL.likelihood
     sigma: float = Field(default=_MODEL.sigma, gt=0)
     sigma_mode: Literal["fixed", "learned", "optimal"] = _MODEL.sigma_mode  # type: ignore[assignment]
     latent_dim: int = Field(default=_MODEL.latent_dim, ge=1)
     width: float = Field(default=_MODEL.width, gt=0)
-    prior: str = _MODEL.prior
+    prior: ComponentRef = _MODEL.prior
     prior_params: dict[str, int | float | str] = Field(default_factory=dict)   # e.g. {n_components: 50}
 
     @field_validator("encoder", "decoder", "likelihood", "prior")
     @classmethod
-    def _registered(cls, v: str, info: ValidationInfo) -> str:
-        return _COMPONENTS[info.field_name].check(v)  # type: ignore[index]
+    def _registered(cls, v: Any, info: ValidationInfo) -> Any:
+        check_components(_COMPONENTS[info.field_name], [v])  # type: ignore[index]
+        return v
 
     @model_validator(mode="after")
     def _prior_params(self) -> ModelConfig:
+        if isinstance(self.prior, ComponentConfig):   # a plug-in prior: its settings are its kwargs
+            if self.prior_params:
+                raise ValueError(f"a plug-in prior takes its settings as kwargs, not prior_params={self.prior_params}")
+            return self
         check_registered_params(PRIOR_PARAMETERS, self.prior, self.prior_params)
         return self
 

@@ -80,12 +80,12 @@ class AllocationMode(Mode):
 
     def param_space(self) -> dict[str, Any]:
         alloc = self.config.bandit.allocation
-        return {ARM_KEY: tune.grid_search(list(self.config.bandit.arms)),
+        return {ARM_KEY: tune.grid_search(self.config.bandit.arm_names()),
                 "seed": tune.grid_search([self.config.seed + i for i in range(alloc.seeds_per_arm)])}
 
     def _scheduler(self, run: RunContext) -> BanditAllocationScheduler:
         if self.scheduler is None:
-            alloc, arms = self.config.bandit.allocation, self.config.bandit.arms
+            alloc, arms = self.config.bandit.allocation, self.config.bandit.arm_names()
             policy = build_policy(alloc.policy, len(arms), budget=alloc.budget_epochs // alloc.epochs_per_pull,
                                   seed=self.config.seed, **alloc.policy_params)
             self.scheduler = BanditAllocationScheduler(
@@ -112,7 +112,7 @@ class AllocationMode(Mode):
         return [ARM_KEY, "seed"], {"epoch": "epoch", reward: reward}
 
     def finish(self, results: ResultGrid, run: RunContext) -> AllocationSummary:
-        alloc, arms = self.config.bandit.allocation, list(self.config.bandit.arms)
+        alloc, arms = self.config.bandit.allocation, self.config.bandit.arm_names()
         scheduler = self._scheduler(run)
         policy, ledger = scheduler.policy, scheduler.ledger
         curves: dict[int, list[tuple[int, float]]] = {i: [] for i in range(len(arms))}

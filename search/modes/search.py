@@ -151,7 +151,7 @@ def _log_arms(run: RunContext, results: ResultGrid) -> None:
     """bandit_tpe: trials per decoder arm and each arm's best metric, on the parent run. Taken
     from the results (what each arm's study was told), so a resumed search logs them too."""
     search, tracker = run.config.search, run.tracker
-    stats = arm_stats(results, search.metric, search.mode, search.space.decoder or [])
+    stats = arm_stats(results, search.metric, search.mode, search.space.decoder_choices() or [])
     metrics = {f"arm/{s.arm}/trials": float(s.trials) for s in stats}
     metrics.update({f"arm/{s.arm}/best_{search.metric.replace('/', '_')}": s.best for s in stats if s.best is not None})
     tracker.log_metrics(metrics)

@@ -72,7 +72,7 @@ class SharedEncoderMode(Mode):
                                                "val/distortion": "best head val/distortion"}
 
     def finish(self, results: ResultGrid, run: RunContext) -> SharedEncoderSummary:
-        arms = list(self.config.bandit.arms)
+        arms = self.config.bandit.arm_names()
         summary = SharedEncoderSummary(**RunSummary.location(run), trials=[_trial_result(r, arms) for r in results])
         _log_summary(run.tracker, summary, arms)
         return summary

@@ -5,7 +5,8 @@ A head node and a worker node, each a ``ray start --block`` process of its own (
 releasing the uploaded working_dir deletes it from under the job's driver), on 127.0.0.1 with a
 test token, never the user's ~/.ray/auth_token (HOME points at an empty directory). The nodes
 are ended by their own pid: other Ray instances may run on this machine, so no ``ray stop``.
-The CLI runs as a subprocess, as a user would run it.
+The CLI runs as a subprocess, as a user would run it. The search submitted trains a plug-in
+decoder that exists only in a temp directory on the submitting side, on an .npz beside its config.
 """
 from __future__ import annotations
 
@@ -195,12 +196,40 @@ def _trial_results(storage: Path) -> list[dict]:
     return [json.loads(p.read_text().splitlines()[-1]) for p in storage.glob("*/*/result.json")]
 
 
+def _write_plugin_config(tmp_path: Path) -> tuple[Path, str]:
+    """A 2-trial search whose decoder is a plug-in that exists only in ``tmp_path/job`` on the
+    submitting side, on an .npz beside the config: both travel with the job."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from tests.plugin_files import write_module
+
+    job_dir = tmp_path / "job"
+    module = write_module(job_dir)                       # only here: the cluster's nodes have no such module
+    images = (load_digits().images * (255 / 16)).astype(np.uint8)
+    np.savez(job_dir / "digits.npz", train=images[:1500], test=images[1500:])
+    data = small_search(tmp_path, num_samples=2, max_concurrent=2)
+    data["data"] = {"name": "arrays", "path": "digits.npz"}
+    # Each trial sleeps ~10 s in its training steps: the first cannot end (and take the second
+    # trial into its worker) before the other node's worker is up.
+    tiny = {"path": f"{module}:TinyDecoder", "kwargs": {"hidden": 12, "delay": 0.4}, "name": "tiny"}
+    # Every SEARCH_COLUMNS name in the space: the progress table (verbose 1) looks each one up.
+    data["search"]["space"].update(decoder=[tiny], lr=[1e-3, 3e-3])
+    config = job_dir / "tiny.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return config, module
+
+
 def test_submit_runs_the_search_across_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
-    config = _write_config(tmp_path, num_samples=2, max_concurrent=2)
+    """One job: a search across both nodes whose decoder is a plug-in that exists only in a temp
+    directory on the submitting side, on an .npz beside the config (both travel with the job); the
+    plug-in trains on both nodes and MLflow records it by name."""
+    config, module = _write_plugin_config(tmp_path)
     run = cluster.vaesearch("submit", str(config), timeout=240)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     job_id = _job_id(run.stdout)
     assert run.stdout.startswith(f"submitted job {job_id}")          # the id comes first, before the logs
+    assert f"uploaded with the config: digits.npz, {module}.py" in run.stdout
     # the job's logs were streamed: the entrypoint on the cluster, Tune's table, the run's summary
     assert "vaesearch run tiny.yaml --address auto" in run.stdout
     assert "Connected to Ray cluster" in run.stdout
@@ -208,15 +237,20 @@ def test_submit_runs_the_search_across_the_cluster(cluster: Cluster, tmp_path: P
     assert run.stdout.rstrip().endswith(f"job {job_id}: SUCCEEDED - Job finished successfully.")
     assert "warning:" not in run.stderr                                # absolute paths: nothing to warn about
 
-    # MLflow: the parent run and one child per trial, every epoch logged
+    # MLflow: the parent run and one child per trial, every epoch logged, the plug-in by its name
     results = _trial_results(tmp_path / "ray_results")
-    assert len(results) == 2
+    assert len(results) == 2 and {r["config"]["decoder"] for r in results} == {"tiny"}
     parent_run_id = re.search(r"MLflow parent run: (\w+)", run.stdout).group(1)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert MlflowClient(uri).get_run(parent_run_id).info.status == "FINISHED"
+    client = MlflowClient(uri)
+    assert client.get_run(parent_run_id).info.status == "FINISHED"
     assert_one_child_per_trial(uri, parent_run_id, {r["trial_id"] for r in results}, EPOCHS)
+    children = client.search_runs([client.get_run(parent_run_id).info.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    assert {c.data.params["decoder"] for c in children} == {"tiny"}
+    assert client.get_run(parent_run_id).data.params["best.decoder"] == "tiny"
 
-    # the trials ran on both nodes: each node's temp dir holds the logs of the workers it ran
+    # the trials (the plug-in) ran on both nodes: each node's temp dir holds the logs of the workers it ran
     def node_of(pid: int) -> str:
         found = [n.name for n in (cluster.head, cluster.worker) if any(n.temp_dir.rglob(f"worker-*-{pid}.out"))]
         assert len(found) == 1, (pid, found)
@@ -269,3 +303,15 @@ def test_stop_a_running_job(cluster: Cluster, tmp_path: Path) -> None:
     assert status.returncode == 0 and status.stdout.splitlines()[0] == f"{job_id}: STOPPED"
     again = cluster.vaesearch("stop", job_id)
     assert again.returncode == 0 and again.stdout.strip() == f"{job_id} was not running: STOPPED"
+
+
+def test_submit_refuses_a_plugin_module_it_cannot_find(cluster: Cluster, tmp_path: Path) -> None:
+    data = small_search(tmp_path)
+    data["search"]["space"]["decoder"] = ["mlp_small", {"path": "nowhere_module_zz:Decoder"}]
+    config = tmp_path / "missing.yaml"
+    config.write_text(yaml.safe_dump(data))
+    jobs_before = cluster.get("/api/jobs/")[1]
+    refused = cluster.vaesearch("submit", str(config))
+    assert refused.returncode == 2
+    assert "decoder plug-in 'Decoder' (nowhere_module_zz:Decoder): cannot import module 'nowhere_module_zz'" in refused.stderr
+    assert "Traceback" not in refused.stderr and cluster.get("/api/jobs/")[1] == jobs_before

@@ -66,3 +66,21 @@ def test_the_token_file_is_made_private(tmp_path: Path, monkeypatch: pytest.Monk
     assert private_token_file() is None  # already private: nothing to do
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
     assert private_token_file() is None
+
+
+def test_a_driver_joining_a_cluster_ships_the_plugin_modules(tmp_path: Path) -> None:
+    """``run --address``: the modules go in Ray's py_modules; not in a submitted job (its working_dir
+    has them) and not without plug-ins."""
+    from search.config import load_config
+    from search.connect import join_runtime_env
+    from search.driver import _shipped
+    from tests.plugin_files import write_module
+
+    module = write_module(tmp_path)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"model": {"decoder": {"path": f"{module}:TinyDecoder"}},
+                                                     "search": {"space": {"decoder": ["mlp_small", {"path": "yaml:Loader"}]}}}))
+    shipped = _shipped(load_config(tmp_path / "c.yaml"))
+    assert shipped == [str(tmp_path / f"{module}.py")]                       # yaml is installed: not shipped
+    assert join_runtime_env(shipped, {}) == {"py_modules": shipped}
+    assert join_runtime_env(shipped, {"RAY_JOB_CONFIG_JSON_ENV_VAR": "{}"}) is None
+    assert join_runtime_env([], {}) is None

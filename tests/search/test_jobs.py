@@ -267,3 +267,44 @@ def test_a_lasting_not_ready_gives_up_after_the_stated_time() -> None:
     with pytest.raises(jobs.JobsError, match="still after 0.2 s of retries|not ready to take jobs"):
         jobs._call(never_ready, "http://head:8265", retry_s=0.2, pause_s=0.05)
     assert len(calls) >= 2  # retried, then gave up
+
+
+# --- what submit uploads beside the config ---------------------------------------------------------
+
+
+def test_job_files_are_the_named_modules_and_relative_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from search.config import ConfigError, load_config
+    from tests.plugin_files import write_module
+
+    module = write_module(tmp_path)
+    package = tmp_path / "mypkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "decs.py").write_text("")
+    (tmp_path / "data").mkdir()
+    np.save(tmp_path / "data" / "x.npy", np.zeros((20, 1, 8, 8), np.uint8))
+    write_module(tmp_path, stem="unnamed")                                   # beside the config, not named
+    config_path = tmp_path / "c.yaml"
+
+    def files(**data: object) -> dict[str, Path]:
+        config_path.write_text(yaml.safe_dump({
+            "data": data or {"name": "arrays", "path": "data/x.npy"},
+            "model": {"decoder": {"path": f"{module}:TinyDecoder"}, "encoder": {"path": "mypkg.sub.decs:Enc"}},
+            "search": {"space": {"decoder": ["mlp_small", {"path": "yaml:Loader"}]}},   # installed: not uploaded
+        }))
+        return jobs.job_files(load_config(config_path))
+
+    assert files() == {f"{module}.py": tmp_path / f"{module}.py", "mypkg": package,
+                       "data/x.npy": tmp_path / "data" / "x.npy"}
+    assert "data/x.npy" not in files(name="arrays", path=str(tmp_path / "data" / "x.npy"))     # absolute: shared FS
+    with pytest.raises(ConfigError, match=r"data.path '../x.npy' is outside the config's directory"):
+        files(name="arrays", path="../x.npy")
+    with pytest.raises(ConfigError, match=r"data.path 'nope.npz' does not exist beside the config"):
+        files(name="arrays", path="nope.npz")
+    monkeypatch.setattr(jobs, "UPLOAD_LIMIT_BYTES", 3 * 2**20)
+    (tmp_path / "big.npy").write_bytes(b"\0" * (3 * 2**20 + 1))
+    with pytest.raises(ConfigError, match=r"the job would upload 3.0 MiB \(.*big.npy 3.0 MiB.*over the limit "
+                                          r"of 3 MiB: put the data on a filesystem every node mounts"):
+        files(name="arrays", path="big.npy")

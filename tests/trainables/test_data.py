@@ -98,7 +98,8 @@ def test_to_device_moves_splits_and_skips_noop() -> None:
 
 
 def test_unknown_names_list_the_valid_ones() -> None:
-    assert set(available_datasets()) == {"mnist5k", "digits", "mnist", "fashion_mnist", "kmnist", "qmnist", "cifar10"}
+    assert set(available_datasets()) == {"mnist5k", "digits", "mnist", "fashion_mnist", "kmnist", "qmnist", "cifar10",
+                                         "arrays", "image_folder", "callable"}
     with pytest.raises(ValueError, match="cifar10.*mnist5k"):
         load_dataset("imagenet")
     with pytest.raises(ValueError, match="digits"):

@@ -242,3 +242,24 @@ def test_trainable_runs_a_policy_grid_in_ray_tune(tmp_path: Path, ray_local) -> 
         with result.checkpoint.as_directory() as directory:
             names = {p.name for p in Path(directory).iterdir()}
         assert {STATE_FILE, CONFIG_FILE, RECONSTRUCTIONS_PNG, SAMPLES_PNG} <= names
+
+
+def test_a_plugin_head_trains_and_checkpoints_beside_the_builtins(digits, tmp_path: Path) -> None:
+    from tests.plugin_files import forget, write_module
+    from trainables.registry import Plugin
+
+    module = write_module(tmp_path / "mods")
+    try:
+        tiny = Plugin(path=f"{module}:TinyDecoder", kwargs={"hidden": 8}, name="tiny", search_path=str(tmp_path / "mods"))
+        spec = replace(SPEC, decoders=("mlp_small", tiny), epochs=1)
+        run = Run(spec, digits)
+        progress = run.epochs(1)[-1]
+        metrics = epoch_metrics(spec, progress, run.policy)
+        assert metrics["head/tiny/pulls"] > 0 and math.isfinite(metrics["head/tiny/val_distortion"])
+        (tmp_path / "ckpt").mkdir()
+        save_state(tmp_path / "ckpt", run.model, run.optimizer, run.policy, run.progress, run.generator, spec=spec)
+        model = load_shared_model(tmp_path / "ckpt")
+        assert model.decoder_names == ("mlp_small", "tiny")
+        assert torch.equal(model.heads[1].net[0].weight, run.model.heads[1].net[0].weight)
+    finally:
+        forget(tmp_path / "mods")

@@ -135,7 +135,7 @@ def epoch_metrics(spec: SharedEncoderSpec, progress: SharedEncoderProgress, poli
         "train/rate": progress.train_rate,
         "time/epoch_seconds": progress.seconds,
     }
-    for k, name in enumerate(spec.decoders):
+    for k, name in enumerate(spec.decoder_names):
         metrics[f"head/{name}/pulls"] = progress.pulls[k]
         metrics[f"head/{name}/pull_share"] = progress.pulls[k] / max(progress.step, 1)
         metrics[f"head/{name}/val_distortion"] = val[k] if val else math.nan

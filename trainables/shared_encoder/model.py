@@ -1,6 +1,7 @@
 """The shared-encoder model: one encoder, K decoder heads, one likelihood, the N(0, I) prior."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from trainables.encoders import build_encoder, check_shape
 from trainables.gaussian import Posterior, reparameterize
 from trainables.likelihoods import build_likelihood
 from trainables.priors import build_prior
+from trainables.registry import Plugin
 from trainables.spec import SharedEncoderSpec
 from trainables.vae import VAEOutput, elbo_pieces
 
@@ -27,21 +29,25 @@ class SharedEncoderVAE(nn.Module):
     """One encoder, ``len(decoders)`` heads (an ``nn.ModuleList``), one likelihood, the N(0, I) prior."""
 
     def __init__(
-        self, shape: Sequence[int], decoders: Sequence[str], *, encoder: str = "conv", latent_dim: int = 16,
+        self, shape: Sequence[int], decoders: Sequence[str | Plugin], *, encoder: str | Plugin = "conv", latent_dim: int = 16,
         width: float = 0.25, likelihood: str = "bernoulli",
     ) -> None:
         super().__init__()
         self.shape = check_shape(shape)
-        self.decoder_names = tuple(decoders)
-        self.settings = {"encoder": encoder, "latent_dim": latent_dim, "width": width, "likelihood": likelihood}
+        self.decoders = tuple(Plugin.of(d) for d in decoders)   # registered names or plug-ins
+        self.decoder_names = tuple(d.label if isinstance(d, Plugin) else d for d in self.decoders)
+        encoder = Plugin.of(encoder)
+        self.settings = {"encoder": dataclasses.asdict(encoder) if isinstance(encoder, Plugin) else encoder,
+                         "latent_dim": latent_dim, "width": width, "likelihood": likelihood}
         self.encoder = build_encoder(encoder, self.shape, latent_dim, width)
-        self.heads = nn.ModuleList(build_decoder(name, self.shape, latent_dim, width) for name in self.decoder_names)
+        self.heads = nn.ModuleList(build_decoder(d, self.shape, latent_dim, width) for d in self.decoders)
         self.likelihood = build_likelihood(likelihood, self.shape)
         self.prior = build_prior("standard_normal", latent_dim)
 
     def config_dict(self) -> dict[str, Any]:
         """The constructor's arguments as JSON values: enough to rebuild the model."""
-        return {"shape": list(self.shape), "decoders": list(self.decoder_names), **self.settings}
+        decoders = [dataclasses.asdict(d) if isinstance(d, Plugin) else d for d in self.decoders]
+        return {"shape": list(self.shape), "decoders": decoders, **self.settings}
 
     def _check_head(self, k: int) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(self.heads):
