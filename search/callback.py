@@ -34,6 +34,7 @@ from requests.exceptions import RequestException
 
 from search.adoption import adopt, adopted
 from search.tracking import IMAGE_FILES, Tracker, error_summary, numeric_metrics
+from search.trial_runs import TrialRunStyle
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,10 @@ class _Event:
 
 
 class MlflowTrialCallback(Callback):
-    def __init__(self, tracker: Tracker, log_images: bool = True, retry_after_s: float = 20.0) -> None:
+    def __init__(self, tracker: Tracker, log_images: bool = True, retry_after_s: float = 20.0,
+                 style: TrialRunStyle | None = None) -> None:
         self.tracker = tracker
+        self.style = style or TrialRunStyle()   # child runs' names, params, why a trial ended early
         self.log_images = log_images
         self.retry_after_s = retry_after_s
         self.run_ids: dict[str, str] = {}
@@ -74,7 +77,7 @@ class MlflowTrialCallback(Callback):
     def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
         state = {"uri": self.tracker.uri, "experiment_id": self.tracker.experiment_id,
                  "parent_run_id": self.tracker.parent_run_id, "log_images": self.log_images,
-                 "retry_after_s": self.retry_after_s}
+                 "retry_after_s": self.retry_after_s, "style": self.style}
         return _unpickle, (state,)
 
     def adopt_on_restore(self) -> None:
@@ -83,29 +86,32 @@ class MlflowTrialCallback(Callback):
         adopt(_KIND, self.tracker.parent_run_id or "", self)
 
     # --- Tune events ---------------------------------------------------------------------------
+    def _event(self, kind: str, trial_id: str, config: Mapping[str, Any], **fields: Any) -> _Event:
+        return _Event(kind, trial_id, run_name=self.style.run_name(trial_id, config),
+                      params=self.style.params(config), **fields)
+
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._submit(_Event("start", trial.trial_id, run_name=str(trial), params=dict(trial.config)))
+        self._submit(self._event("start", trial.trial_id, trial.config))
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         metrics = numeric_metrics(result)
         if metrics:
             step = int(result.get("epoch", result.get("training_iteration", 0)))
-            self._submit(_Event("epoch", trial.trial_id, run_name=str(trial), params=dict(trial.config),
-                                metrics=metrics, step=step))
+            self._submit(self._event("epoch", trial.trial_id, trial.config, metrics=metrics, step=step))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if self.log_images and trial.checkpoint is not None:
             try:
                 with trial.checkpoint.as_directory() as directory:
-                    self._submit(_Event("images", trial.trial_id, run_name=str(trial), params=dict(trial.config),
-                                        directory=self.copy_images(directory)))
+                    self._submit(self._event("images", trial.trial_id, trial.config,
+                                             directory=self.copy_images(directory)))
             except OSError as exc:  # a missing image must not take the search down
                 log.warning("could not read the images of %s: %s", trial, exc)
-        self._submit(_Event("end", trial.trial_id, run_name=str(trial), params=dict(trial.config)))
+        self._submit(self._event("end", trial.trial_id, trial.config))
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._submit(_Event("end", trial.trial_id, run_name=str(trial), params=dict(trial.config),
-                            status=RunStatus.to_string(RunStatus.FAILED), error=_read_error(trial)))
+        self._submit(self._event("end", trial.trial_id, trial.config,
+                                 status=RunStatus.to_string(RunStatus.FAILED), error=_read_error(trial)))
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self.flush(force=True)
@@ -165,7 +171,9 @@ class MlflowTrialCallback(Callback):
                 if "DivergenceError" in event.error:  # finite but far above any model of the data
                     client.set_tag(run_id, "vaesearch.diverged", "true")
                 client.log_text(run_id, event.error, "error.txt")
-            client.set_terminated(run_id, status=event.status)
+            epochs = self.last_step.get(run_id, -1)
+            ended_well = event.status == RunStatus.to_string(RunStatus.FINISHED)
+            self.tracker.end_child(run_id, event.status, epochs, self.style.end_tags(epochs) if ended_well else {})
 
     def _run_id(self, event: _Event) -> str:
         """The trial's child run: created once, found again by its trial-id tag after a restart."""
@@ -177,21 +185,22 @@ class MlflowTrialCallback(Callback):
             self.run_ids[event.trial_id] = run_id
         return self.run_ids[event.trial_id]
 
-    def replay(self, trial_id: str, run_name: str, params: Mapping[str, Any], results: list[Mapping[str, Any]], *,
+    def replay(self, trial_id: str, config: Mapping[str, Any], results: list[Mapping[str, Any]], *,
                status: str | None, images: str | None = None, error: str = "") -> int:
-        """Feed one stored trial (Tune's results, in order) through the queue, as the live events
-        would have; returns how many epochs were new to MLflow. ``status`` None: still running."""
+        """Feed one stored trial (its sampled ``config``, Tune's results in order) through the
+        queue, as the live events would have; returns how many epochs were new to MLflow.
+        ``status`` None: still running."""
         before = self.epochs_written
-        self._submit(_Event("start", trial_id, run_name=run_name, params=params))
+        self._submit(self._event("start", trial_id, config))
         for result in results:
             metrics = numeric_metrics(result)
             if metrics:
                 step = int(result.get("epoch", result.get("training_iteration", 0)))
-                self._submit(_Event("epoch", trial_id, run_name=run_name, params=params, metrics=metrics, step=step))
+                self._submit(self._event("epoch", trial_id, config, metrics=metrics, step=step))
         if images is not None:
-            self._submit(_Event("images", trial_id, run_name=run_name, params=params, directory=images))
+            self._submit(self._event("images", trial_id, config, directory=images))
         if status is not None:
-            self._submit(_Event("end", trial_id, run_name=run_name, params=params, status=status, error=error))
+            self._submit(self._event("end", trial_id, config, status=status, error=error))
         return self.epochs_written - before
 
     def copy_images(self, directory: str) -> str | None:
@@ -214,7 +223,8 @@ _KIND = "mlflow-callback"
 def _unpickle(state: dict[str, Any]) -> MlflowTrialCallback:
     def rebuild() -> MlflowTrialCallback:
         tracker = Tracker.attach(state["uri"], state["experiment_id"], state["parent_run_id"])
-        return MlflowTrialCallback(tracker, log_images=state["log_images"], retry_after_s=state["retry_after_s"])
+        return MlflowTrialCallback(tracker, log_images=state["log_images"], retry_after_s=state["retry_after_s"],
+                                   style=state.get("style"))
 
     return adopted(_KIND, state["parent_run_id"] or "", rebuild)
 
