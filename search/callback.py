@@ -86,31 +86,33 @@ class MlflowTrialCallback(Callback):
         adopt(_KIND, self.tracker.parent_run_id or "", self)
 
     # --- Tune events ---------------------------------------------------------------------------
-    def _event(self, kind: str, trial_id: str, config: Mapping[str, Any], **fields: Any) -> _Event:
-        return _Event(kind, trial_id, run_name=self.style.run_name(trial_id, config),
-                      params=self.style.params(config), **fields)
+    def _event(self, kind: str, trial: Any, **fields: Any) -> _Event:
+        """An event of ``trial`` (a Tune ``Trial``, or what replay knows of one)."""
+        config = dict(trial.config)
+        return _Event(kind, trial.trial_id, params=self.style.params(config), **fields,
+                      run_name=self.style.run_name(trial.trial_id, config, getattr(trial, "experiment_tag", "") or ""))
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._submit(self._event("start", trial.trial_id, trial.config))
+        self._submit(self._event("start", trial))
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         metrics = numeric_metrics(result)
         if metrics:
             step = int(result.get("epoch", result.get("training_iteration", 0)))
-            self._submit(self._event("epoch", trial.trial_id, trial.config, metrics=metrics, step=step))
+            self._submit(self._event("epoch", trial, metrics=metrics, step=step))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if self.log_images and trial.checkpoint is not None:
             try:
                 with trial.checkpoint.as_directory() as directory:
-                    self._submit(self._event("images", trial.trial_id, trial.config,
+                    self._submit(self._event("images", trial,
                                              directory=self.copy_images(directory)))
             except OSError as exc:  # a missing image must not take the search down
                 log.warning("could not read the images of %s: %s", trial, exc)
-        self._submit(self._event("end", trial.trial_id, trial.config))
+        self._submit(self._event("end", trial))
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._submit(self._event("end", trial.trial_id, trial.config,
+        self._submit(self._event("end", trial,
                                  status=RunStatus.to_string(RunStatus.FAILED), error=_read_error(trial)))
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
@@ -185,22 +187,22 @@ class MlflowTrialCallback(Callback):
             self.run_ids[event.trial_id] = run_id
         return self.run_ids[event.trial_id]
 
-    def replay(self, trial_id: str, config: Mapping[str, Any], results: list[Mapping[str, Any]], *,
-               status: str | None, images: str | None = None, error: str = "") -> int:
-        """Feed one stored trial (its sampled ``config``, Tune's results in order) through the
-        queue, as the live events would have; returns how many epochs were new to MLflow.
-        ``status`` None: still running."""
+    def replay(self, trial: Any, results: list[Mapping[str, Any]], *, status: str | None, images: str | None = None,
+               error: str = "") -> int:
+        """Feed one stored trial (``trial_id``, ``config`` and ``experiment_tag`` of Tune's stored
+        trial; its results in order) through the queue, as the live events would have; returns
+        how many epochs were new to MLflow. ``status`` None: still running."""
         before = self.epochs_written
-        self._submit(self._event("start", trial_id, config))
+        self._submit(self._event("start", trial))
         for result in results:
             metrics = numeric_metrics(result)
             if metrics:
                 step = int(result.get("epoch", result.get("training_iteration", 0)))
-                self._submit(self._event("epoch", trial_id, config, metrics=metrics, step=step))
+                self._submit(self._event("epoch", trial, metrics=metrics, step=step))
         if images is not None:
-            self._submit(self._event("images", trial_id, config, directory=images))
+            self._submit(self._event("images", trial, directory=images))
         if status is not None:
-            self._submit(self._event("end", trial_id, config, status=status, error=error))
+            self._submit(self._event("end", trial, status=status, error=error))
         return self.epochs_written - before
 
     def copy_images(self, directory: str) -> str | None:

@@ -33,10 +33,12 @@ class TrialRecord:
     start: float | None = None                # wall-clock seconds (Unix) the trial started
     end: float | None = None                  # ... and reported last
     run_id: str | None = None
+    experiment_tag: str = ""                  # Tune's (``3_beta=0.5,...``): the trial's index
 
     @property
     def name(self) -> str:
-        return run_name(self.trial_id, self.config)
+        """The trial's child-run name (``search.trial_runs.run_name``)."""
+        return run_name(self.trial_id, self.config, self.experiment_tag)
 
     @property
     def decoder(self) -> str:

@@ -42,7 +42,8 @@ def optimisation_history(records: Sequence[Record], metric: str) -> Figure:
             by_time.step(*zip(*timed), where="post", color="tab:blue")
     by_count.set(xlabel="trials ended", ylabel=metric, title="best so far by trial")
     by_time.set(xlabel="wall time (s)", ylabel=metric, title="best so far by time")
-    by_count.legend(fontsize="small")
+    if points or history:
+        by_count.legend(fontsize="small")
     for ax in (by_count, by_time):
         ax.grid(alpha=0.3)
     fig.tight_layout()

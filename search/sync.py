@@ -56,7 +56,7 @@ def sync_experiment(experiment: str) -> SyncReport:
                 images = callback.copy_images(directory)
         error_file = Path(trial.path) / "error.txt"
         error = error_file.read_text(errors="replace") if error_file.is_file() else ""
-        written += callback.replay(trial.trial_id, dict(trial.config), results,
+        written += callback.replay(trial, results,
                                    status=status, images=images, error=error)
     return SyncReport(trials=len(analysis.trials), epochs_written=written, still_missing=len(callback.backlog))
 

@@ -34,9 +34,11 @@ _SHOWN = (("beta", "β"), ("latent_dim", "z"), ("lr", "lr"), ("free_bits", "fb")
 SETTING_KEYS = {"test/nll_k": "final_eval.test_nll_k"}
 
 
-def trial_number(trial_id: str) -> int | None:
-    """Tune's trial ids end in the trial's index (``54ae423b_00007`` -> 7)."""
-    found = re.search(r"_(\d+)$", trial_id)
+def trial_number(trial_id: str, experiment_tag: str = "") -> int | None:
+    """The trial's index: the head of Tune's experiment tag (``7_beta=0.5,...``: a searcher's
+    trials are numbered there, their ids are random), else the tail of a grid trial's id
+    (``54ae423b_00007``)."""
+    found = re.match(r"(\d+)(_|$)", experiment_tag) or re.search(r"_(\d+)$", trial_id)
     return int(found.group(1)) if found else None
 
 
@@ -46,9 +48,9 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def run_name(trial_id: str, config: Mapping[str, Any]) -> str:
+def run_name(trial_id: str, config: Mapping[str, Any], experiment_tag: str = "") -> str:
     """``t07 deconv_4x4 β=0.51 z=32 cyclical``: the trial's index and its sampled values, short."""
-    number = trial_number(trial_id)
+    number = trial_number(trial_id, experiment_tag)
     parts = [f"t{number:02d}" if number is not None else trial_id]
     if "decoder" in config:
         parts.append(str(config["decoder"]))
@@ -105,8 +107,8 @@ class TrialRunStyle:
         base["final_eval.test_nll_k"] = dumped["final_eval"]["test_nll_k"]
         return cls(base=base, planned_epochs=planned_epochs, stopped_by=stopped_by)
 
-    def run_name(self, trial_id: str, config: Mapping[str, Any]) -> str:
-        return run_name(trial_id, config)
+    def run_name(self, trial_id: str, config: Mapping[str, Any], experiment_tag: str = "") -> str:
+        return run_name(trial_id, config, experiment_tag)
 
     def params(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
         """The trial's effective config (base with the sampled values over it) and the sampled

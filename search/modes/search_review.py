@@ -27,7 +27,7 @@ def trial_records(results: Any, metric: str, planned_epochs: int, run_ids: Mappi
             value=finite(metrics.get(metric)), curve=_curve(result, metric),
             metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
             start=end - total if end is not None and total is not None else None, end=end,
-            run_id=run_ids.get(trial_id),
+            run_id=run_ids.get(trial_id), experiment_tag=_experiment_tag(result, trial_id),
         ))
     return records
 
@@ -37,6 +37,12 @@ def _trial_id_of(result: Any) -> str:
     name = str(getattr(result, "path", "") or "").rstrip("/").split("/")[-1]
     parts = name.split("_")
     return "_".join(parts[2:4]) if len(parts) >= 4 else name
+
+
+def _experiment_tag(result: Any, trial_id: str) -> str:
+    """Tune names a trial's directory ``<trainable>_<trial id>_<experiment tag>_<date>``."""
+    name = str(getattr(result, "path", "") or "").rstrip("/").split("/")[-1]
+    return name.split(f"{trial_id}_", 1)[1] if f"{trial_id}_" in name else ""
 
 
 def _curve(result: Any, metric: str) -> list[tuple[int, float]]:
