@@ -1,9 +1,11 @@
 """MLflow tracking, written from the driver only.
 
-Layout: one parent run per search (the config as params, the YAML as an artifact, the best
-trial's config and metrics at the end, the best model logged and registered), one nested child
-run per Tune trial (``mlflow.parentRunId`` tag; its sampled params, every epoch's metrics with
-``step=epoch``, reconstructions and prior-samples PNGs). Workers never talk to MLflow: only the
+Layout (docs/mlflow.md): one parent run per search (the config as params, less what the search
+overrides; the YAML as an artifact; at the end the best trial's config and metrics, a markdown
+description and the review plots), one nested child run per Tune trial (``mlflow.parentRunId``
+tag; named and described by ``search.trial_runs``; every epoch's metrics with ``step=epoch``,
+reconstructions and prior-samples PNGs); the best model logged in the best trial's run and
+registered with a description, tags and the ``champion`` alias. Workers never talk to MLflow: only the
 driver needs the tracking server's address and credentials.
 """
 from __future__ import annotations

@@ -20,8 +20,8 @@ from search.callback import TRACKING_ERRORS
 from search.config import Config
 from search.modes.base import Mode, RunContext, RunSummary
 from search.modes.search_arms import arm_stats
-from search.searchers import make_scheduler, make_searcher
 from search.modes.search_review import log_review, trial_records
+from search.searchers import make_scheduler, make_searcher
 from search.tracking import RegistryEntry, error_summary, numeric_metrics
 from search.trial_runs import TrialRunStyle
 from search.trial_specs import nll_spec, trial_spec
@@ -72,10 +72,14 @@ class SearchSummary(RunSummary):
 
 
 def open_hint(uri: str, experiment_id: str, run_id: str) -> str:
-    path = f"#/experiments/{experiment_id}/runs/{run_id}"
+    """Where to look: the parent run (its description names the best trial) and the runs table
+    (MLflow 3 opens an experiment on its GenAI Traces view; the table is the Model training view)."""
+    run, table = f"#/experiments/{experiment_id}/runs/{run_id}", f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
     if uri.startswith(("http://", "https://")):
-        return f"open: {uri.rstrip('/')}/{path}"
-    return f"open: mlflow ui --backend-store-uri {uri}  then http://127.0.0.1:5000/{path}"
+        base = uri.rstrip("/")
+        return f"open: {base}/{run}\nruns table: {base}/{table}"
+    return (f"open: mlflow ui --backend-store-uri {uri}  then http://127.0.0.1:5000/{run}\n"
+            f"runs table: http://127.0.0.1:5000/{table}")
 
 
 def search_columns(config: Config) -> list[str]:
