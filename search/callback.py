@@ -46,7 +46,7 @@ TRACKING_ERRORS = (MlflowException, RequestException, OSError)
 class _Event:
     """One thing to write for one trial; applied in order."""
 
-    kind: str                      # start | epoch | images | end
+    kind: str                      # start | epoch | images | step_image | end
     trial_id: str
     run_name: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -72,6 +72,7 @@ class MlflowTrialCallback(Callback):
         self._last_try = 0.0
         self._scratch: str | None = None            # image copies of queued events
         self._unsure: set[str] = set()              # runs whose last step must be asked again
+        self._image_steps: dict[str, set[int]] = {}  # run id -> epochs whose reconstructions are logged
 
     # --- pickling into Tune's experiment state -----------------------------------------------
     def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
@@ -100,6 +101,22 @@ class MlflowTrialCallback(Callback):
         if metrics:
             step = int(result.get("epoch", result.get("training_iteration", 0)))
             self._submit(self._event("epoch", trial, metrics=metrics, step=step))
+
+    def on_checkpoint(self, iteration: int, trials: list[Trial], trial: Trial, checkpoint: Any, **info: Any) -> None:
+        """Every ``style.image_every`` epochs, the reconstructions of that epoch's checkpoint as
+        an MLflow image with ``step=epoch`` (the UI's slider shows how they improved)."""
+        every = self.style.image_every
+        epoch = int((trial.last_result or {}).get("epoch", 0) or 0)
+        if not self.log_images or not every or epoch < 1 or epoch % every:
+            return
+        try:
+            with checkpoint.as_directory() as directory:
+                copy = self.copy_images(directory, names=(STEP_IMAGE,))
+        except OSError as exc:  # a missing image must not take the search down
+            log.warning("could not read the images of %s: %s", trial, exc)
+            return
+        if copy is not None:
+            self._submit(self._event("step_image", trial, directory=copy, step=epoch))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if self.log_images and trial.checkpoint is not None:
@@ -167,6 +184,11 @@ class MlflowTrialCallback(Callback):
                 self.epochs_written += 1
         elif event.kind == "images" and event.directory is not None:
             self.tracker.log_images(run_id, event.directory)
+        elif event.kind == "step_image" and event.directory is not None:
+            logged = self._image_steps.setdefault(run_id, set())
+            if event.step not in logged:   # a restarted trial reports an epoch again
+                self.tracker.log_step_image(run_id, Path(event.directory) / STEP_IMAGE, STEP_IMAGE_KEY, event.step)
+                logged.add(event.step)
         elif event.kind == "end":
             if event.error:
                 client.set_tag(run_id, "vaesearch.error", error_summary(event.error)[:5000])
@@ -205,14 +227,14 @@ class MlflowTrialCallback(Callback):
             self._submit(self._event("end", trial, status=status, error=error))
         return self.epochs_written - before
 
-    def copy_images(self, directory: str) -> str | None:
+    def copy_images(self, directory: str, names: tuple[str, ...] = IMAGE_FILES) -> str | None:
         """The checkpoint directory is Tune's (and may be gone by the time a queued event is
         written): keep a copy of the images until they are logged."""
         if self._scratch is None:
             self._scratch = tempfile.mkdtemp(prefix="vaesearch-images-")
         target = Path(tempfile.mkdtemp(dir=self._scratch))
         found = False
-        for name in IMAGE_FILES:
+        for name in names:
             if (Path(directory) / name).is_file():
                 shutil.copy2(Path(directory) / name, target / name)
                 found = True
@@ -220,6 +242,7 @@ class MlflowTrialCallback(Callback):
 
 
 _KIND = "mlflow-callback"
+STEP_IMAGE, STEP_IMAGE_KEY = IMAGE_FILES[0], "reconstructions"   # reconstructions.png, logged with a step
 
 
 def _unpickle(state: dict[str, Any]) -> MlflowTrialCallback:

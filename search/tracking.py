@@ -266,6 +266,14 @@ class Tracker:
         now = _now_ms()
         self.client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
 
+    def log_step_image(self, run_id: str, path: str | Path, key: str, step: int) -> None:
+        """An image with a step (``MlflowClient.log_image(key=, step=)``): the run's Artifacts
+        tab / image grid shows a slider over the steps."""
+        from PIL import Image
+
+        with Image.open(path) as image:
+            self.client.log_image(run_id, image.convert("RGB"), key=key, step=step)
+
     def log_images(self, run_id: str, directory: str | Path) -> list[str]:
         logged = []
         for name in IMAGE_FILES:

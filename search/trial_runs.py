@@ -99,6 +99,12 @@ class TrialRunStyle:
     planned_epochs: int | None = None                    # a trial that ends FINISHED before this was stopped
     stopped_by: str = "scheduler"                        # who stops trials early in this mode
 
+    @property
+    def image_every(self) -> int:
+        """Log the reconstructions every this many epochs (about 8 per trial, for the UI's step
+        slider); 0: only at the end."""
+        return max(1, self.planned_epochs // 8) if self.planned_epochs else 0
+
     @classmethod
     def of(cls, config: Config, *, planned_epochs: int, stopped_by: str) -> TrialRunStyle:
         dumped = config.model_dump(mode="json")

@@ -3,8 +3,9 @@ answers, log each epoch once, adopt on restore), with a fake tracker: no Ray run
 from __future__ import annotations
 
 import pickle
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -64,6 +65,10 @@ class _FakeTracker:
         self._call("images", run_id)
         return []
 
+    def log_step_image(self, run_id: str, path: Any, key: str, step: int) -> None:
+        assert path.is_file()
+        self._call("image", run_id, key, step)
+
     def end_child(self, run_id: str, status: str, epochs_completed: int, tags: Any) -> None:
         self._call("ended", run_id, epochs_completed, dict(tags))
         self.client.set_terminated(run_id, status)
@@ -76,6 +81,7 @@ class _Trial:
     checkpoint: Any = None
     error_file: str | None = None
     experiment_tag: str = ""
+    last_result: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return f"train_vae_{self.trial_id}"
@@ -233,3 +239,28 @@ def test_child_runs_are_named_and_carry_the_effective_config() -> None:
     assert (name, searched_name) == ("t07 deconv_4x4 β=0.512", "t12 mlp")
     assert params == {"model.encoder": "mlp", "model.decoder": "deconv_4x4", "train.beta": 0.512,
                       "decoder": "deconv_4x4", "beta": 0.512}
+
+
+@dataclass
+class _Checkpoint:
+    path: Any
+
+    @contextmanager
+    def as_directory(self) -> Iterator[str]:
+        yield str(self.path)
+
+
+def test_reconstructions_are_logged_with_a_step_every_few_epochs_and_once(tmp_path) -> None:
+    (tmp_path / "reconstructions.png").write_bytes(b"png")
+    tracker = _FakeTracker()
+    cb = MlflowTrialCallback(tracker, style=TrialRunStyle(planned_epochs=16))  # type: ignore[arg-type]
+    assert cb.style.image_every == 2
+    trial = _Trial("a")
+    for epoch in (1, 2, 3, 4, 4):   # epoch 4 saved twice (a restart): one image
+        trial.last_result = {"epoch": epoch}
+        cb.on_checkpoint(0, [], trial, _Checkpoint(tmp_path))
+    assert [c for c in tracker.calls if c[0] == "image"] == [("image", "run-a", "reconstructions", 2),
+                                                              ("image", "run-a", "reconstructions", 4)]
+    off = MlflowTrialCallback(_FakeTracker(), log_images=False, style=TrialRunStyle(planned_epochs=16))  # type: ignore[arg-type]
+    off.on_checkpoint(0, [], trial, _Checkpoint(tmp_path))
+    assert not off.backlog and not off.tracker.calls
