@@ -66,7 +66,10 @@ def test_search_records_every_trial_in_mlflow(tmp_path: Path, ray_local) -> None
         assert not {"beta", "test/nll_k"} & set(child.data.metrics)   # settings are params
         assert child.data.metrics[EPOCHS_METRIC] == EPOCHS and STOPPED_BY_TAG not in child.data.tags
         images = {a.path for a in client.list_artifacts(child.info.run_id, "images")}
-        assert images == {"images/reconstructions.png", "images/samples.png"}
+        assert {"images/reconstructions.png", "images/samples.png"} <= images
+        # and the reconstructions at every epoch (2 planned: every epoch), with a step for the UI's slider
+        stepped = sorted(p.split("+")[2] for p in images if p.startswith("images/reconstructions+step+") and p.endswith(".png"))
+        assert stepped == [str(e) for e in range(1, EPOCHS + 1)], images
 
     # the best trial's run carries the importance-sampled test NLL; the best is really the best
     best_child = client.get_run(summary.best_run_id)
