@@ -25,6 +25,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 from mlflow.tracking import MlflowClient
 
@@ -48,19 +49,23 @@ def pages(store: str, experiment: str | None) -> dict[str, str]:
         raise SystemExit(f"no search's parent run (tag {ROLE_TAG}=search) in {store}")
     parent = max(parents, key=lambda r: r.info.start_time)
     eid, pid = parent.info.experiment_id, parent.info.run_id
-    routes = {"runs_table": f"/experiments/{eid}/runs?workflowType=machine_learning",
-              "parent_run": f"/experiments/{eid}/runs/{pid}",
-              "parent_artifacts": f"/experiments/{eid}/runs/{pid}/artifacts"}
+    ml = "workflowType=machine_learning"
+    trials = quote(f"tags.`{PARENT_TAG}` = '{pid}'")
+    routes = {"runs_table": f"/experiments/{eid}/runs?{ml}",
+              "trials_by_nelbo": f"/experiments/{eid}/runs?{ml}&searchFilter={trials}"
+                                 f"&orderByKey={quote('metrics.`val/nelbo`')}&orderByAsc=true",
+              "parent_run": f"/experiments/{eid}/runs/{pid}?{ml}",
+              "parent_artifacts": f"/experiments/{eid}/runs/{pid}/artifacts?{ml}"}
     best = client.search_runs([eid], filter_string=f"tags.`{PARENT_TAG}` = '{pid}' AND tags.`{BEST_TAG}` = 'true'")
     if best:
-        routes["best_child"] = f"/experiments/{eid}/runs/{best[0].info.run_id}"
+        routes["best_child"] = f"/experiments/{eid}/runs/{best[0].info.run_id}?{ml}"
         versions = client.search_model_versions(f"run_id = '{best[0].info.run_id}'")
         if versions:
             routes["registered_model"] = f"/models/{versions[0].name}/versions/{versions[0].version}"
     return routes
 
 
-def wait_for(url: str, timeout: float = 90.0) -> None:
+def wait_for(url: str, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -75,7 +80,7 @@ def screenshot(browser: str, url: str, path: Path, size: str, wait_ms: int) -> N
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                         f"--user-data-dir={profile}", f"--window-size={size}", f"--virtual-time-budget={wait_ms}",
-                        f"--screenshot={path}", url], check=True, timeout=180,
+                        f"--screenshot={path}", url], check=True, timeout=600,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", default="sqlite:///mlflow.db", help="the MLflow tracking URI a search wrote to")
     parser.add_argument("--experiment", default=None, help="experiment name (default: the newest search anywhere)")
     parser.add_argument("--out", default="review_screenshots", help="directory for the PNGs")
-    parser.add_argument("--size", default="1400,900", help="browser window WIDTH,HEIGHT")
+    parser.add_argument("--size", default="1800,1500", help="browser window WIDTH,HEIGHT")
     parser.add_argument("--wait-ms", type=int, default=20000, help="virtual time the page gets to render")
     args = parser.parse_args(argv)
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
