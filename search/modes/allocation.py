@@ -86,7 +86,7 @@ class AllocationMode(Mode):
                                 stopped_by="bandit")
 
     def searched_keys(self) -> list[str]:
-        return [ARM_KEY, "seed"]
+        return [ARM_KEY]   # the arms' seeds are config.seed + i: the config's seed stays a param
 
     def param_space(self) -> dict[str, Any]:
         alloc = self.config.bandit.allocation

@@ -152,13 +152,13 @@ class SearchMode(Mode):
                               int(best.metrics.get("epoch", 0)))
         tracker.log_best(best.config, metrics, best_run_id)
         summary.best_config, summary.best_metrics, summary.best_run_id = dict(best.config), metrics, best_run_id
-        log_review(run, records, best_run_id=best_run_id, best_metrics=metrics, stopped_by=stopped_by)
         if best.checkpoint is not None:
             entry = registry_entry(config, best.config, metrics, run) if config.tracking.registered_model else None
             with best.checkpoint.as_directory() as directory:
                 summary.model_uri = tracker.log_model(load_model(directory), best_run_id or run.parent_run_id, entry,
                                                       directory)
             summary.registered_model = config.tracking.registered_model
+        log_review(run, records, best_run_id=best_run_id, best_metrics=metrics, stopped_by=stopped_by)
 
     def _remote_test_metrics(self, checkpoint: tune.Checkpoint) -> dict[str, float]:
         """Importance-sampled test NLL of one checkpoint, as a Ray task with a trial's resources."""

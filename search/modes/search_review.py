@@ -62,8 +62,19 @@ def log_review(run: RunContext, records: list[TrialRecord], *, best_run_id: str 
     tracker, metric = run.tracker, run.config.search.metric
     if best_run_id:
         tracker.mark_best(best_run_id)
-    importances = param_importance(records, seed=run.config.seed)
-    for path, figure in review_figures(records, metric, importances).items():
+    # The review is read, not used: a figure or an importance that cannot be computed is a
+    # warning, never the end of a search whose results and model are recorded.
+    try:
+        importances = param_importance(records, seed=run.config.seed)
+    except Exception as exc:  # noqa: BLE001 (optuna's evaluators raise assorted errors on odd data)
+        log.warning("parameter importance not computed: %s", exc)
+        importances = {}
+    try:
+        figures = review_figures(records, metric, importances)
+    except Exception as exc:  # noqa: BLE001 (matplotlib on odd data)
+        log.warning("review plots not drawn: %s", exc)
+        figures = {}
+    for path, figure in figures.items():
         tracker.log_figure(figure, path)
     if importances:
         tracker.log_table([{"param": k, "importance": v} for k, v in importances.items()], name="param_importance.json")

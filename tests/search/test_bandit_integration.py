@@ -90,6 +90,8 @@ def test_shared_encoder_mode(tmp_path: Path, ray_local) -> None:
     assert "digits/uniform/regret" in parent.data.metrics
     history = client.get_metric_history(children[0].info.run_id, "regret/cumulative")
     assert sorted(m.step for m in history) == [1, 2]
+    # both trials ran their planned epochs (bandit.shared_encoder.epochs): none reads as stopped early
+    assert [(c.data.metrics["epochs_completed"], c.data.tags.get("vaesearch.stopped_by")) for c in children] == [(2, None)] * 2
 
     # The run left its record like every mode: resuming the finished run restores it through the
     # same driver (nothing left to train) and summarises the same trials.
