@@ -152,24 +152,27 @@ def describe(records: Sequence[TrialRecord], *, metric: str, best_metrics: Mappi
     """The parent run's markdown description (``mlflow.note.content``)."""
     order = ranked(records)
     counts = {s: sum(1 for r in records if r.status == s) for s in (FINISHED, STOPPED, FAILED, DIVERGED)}
-    lines = [f"**{len(records)} trials**: {counts[FINISHED]} ran to the end, {counts[STOPPED]} stopped early "
+    tally = (f"**{len(records)} trials**: {counts[FINISHED]} ran to the end, {counts[STOPPED]} stopped early "
              f"(by {stopped_by}), {counts[FAILED] + counts[DIVERGED]} failed (of which {counts[DIVERGED]} diverged). "
-             f"Search metric: `{metric}` (lower is better)."]
-    if order:
+             f"Search metric: `{metric}` (lower is better).")
+    if not order:
+        lines = [tally, "", "No trial ended well: see the failed child runs' `vaesearch.error` tags."]
+    else:
+        # The UI shows the first lines of a description: the winner first, then the tally.
         best = order[0]
         link = f"[{best.name}](#/experiments/{experiment_id}/runs/{best.run_id})" if best.run_id else f"`{best.name}`"
-        lines += ["", f"### Best trial: {link}", "(child run tagged `vaesearch.best = true`)", "",
-                  "| setting | value |", "|---|---|"]
-        lines += [f"| `{k}` | {_fmt(v)} |" for k, v in sorted(best.config.items())]
         shown = {k: v for k, v in sorted(best_metrics.items()) if k.startswith(("val/", "test/"))}
+        headline = ", ".join(f"`{k}` {_fmt(shown[k])}" for k in (metric, "test/nll") if k in shown)
+        lines = [f"**Best trial: {link}**" + (f": {headline}" if headline else ""), "", tally,
+                 "", "### Best trial's config", "(its child run is tagged `vaesearch.best = true`)", "",
+                 "| setting | value |", "|---|---|"]
+        lines += [f"| `{k}` | {_fmt(v)} |" for k, v in sorted(best.config.items())]
         lines += ["", "| metric | value |", "|---|---|"]
         lines += [f"| `{k}` | {_fmt(v)} |" for k, v in shown.items()]
         lines += ["", f"### Top {min(top, len(order))} by `{metric}`", "",
                   f"| # | trial | `{metric}` | epochs | status |", "|---|---|---|---|---|"]
         for i, record in enumerate(order[:top], start=1):
             lines.append(f"| {i} | {record.name} | {_fmt(record.value)} | {record.epochs} | {record.status} |")
-    else:
-        lines += ["", "No trial ended well: see the failed child runs' `vaesearch.error` tags."]
     if plots:
         lines += ["", "### Plots (Artifacts tab)", ""]
         lines += [f"- `{path}`: {what}" for path, what in plots.items()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
+from urllib.parse import quote
 
 import ray
 from ray import tune
@@ -72,14 +73,18 @@ class SearchSummary(RunSummary):
 
 
 def open_hint(uri: str, experiment_id: str, run_id: str) -> str:
-    """Where to look: the parent run (its description names the best trial) and the runs table
-    (MLflow 3 opens an experiment on its GenAI Traces view; the table is the Model training view)."""
-    run, table = f"#/experiments/{experiment_id}/runs/{run_id}", f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    """Where to look: the parent run (its description names the best trial) and its trials, best
+    first, in the runs table (MLflow 3 opens an experiment on its GenAI Traces view; the table is
+    the Model training view)."""
+    run = f"#/experiments/{experiment_id}/runs/{run_id}"
+    trials = (f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+              f"&searchFilter={quote(f'tags.`mlflow.parentRunId` = {chr(39)}{run_id}{chr(39)}')}"
+              f"&orderByKey={quote('metrics.`val/nelbo`')}&orderByAsc=true")
     if uri.startswith(("http://", "https://")):
         base = uri.rstrip("/")
-        return f"open: {base}/{run}\nruns table: {base}/{table}"
-    return (f"open: mlflow ui --backend-store-uri {uri}  then http://127.0.0.1:5000/{run}\n"
-            f"runs table: http://127.0.0.1:5000/{table}")
+        return f"open: {base}/{run}\ntrials, best first: {base}/{trials}"
+    base = "http://127.0.0.1:5000"
+    return f"open: mlflow ui --backend-store-uri {uri}  then {base}/{run}\ntrials, best first: {base}/{trials}"
 
 
 def search_columns(config: Config) -> list[str]:

@@ -67,7 +67,7 @@ def test_the_description_names_the_best_trial_its_config_and_the_counts() -> Non
     text = describe(_search(), metric="val/nelbo", best_metrics={"val/nelbo": 70.0, "test/nll": 68.5, "train/loss": 1.0},
                     experiment_id="7", stopped_by="asha", plots={"review/a.png": "what a shows"})
     assert "**6 trials**: 3 ran to the end, 1 stopped early (by asha), 2 failed (of which 1 diverged)" in text
-    assert "### Best trial: [t02 deconv β=0.7](#/experiments/7/runs/run2)" in text
+    assert text.startswith("**Best trial: [t02 deconv β=0.7](#/experiments/7/runs/run2)**: `val/nelbo` 70, `test/nll` 68.5")
     assert "| `beta` | 0.7 |" in text and "| `test/nll` | 68.5 |" in text and "train/loss" not in text
     top = text.split("### Top 4")[1]
     assert top.index("t02 deconv") < top.index("t01 deconv") < top.index("t05 mlp") < top.index("t00 mlp")

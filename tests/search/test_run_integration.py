@@ -78,7 +78,7 @@ def test_search_records_every_trial_in_mlflow(tmp_path: Path, ray_local) -> None
 
     assert [c.info.run_id for c in children if c.data.tags.get(BEST_TAG) == "true"] == [summary.best_run_id]
     note = parent.data.tags["mlflow.note.content"]
-    assert f"### Best trial: [{best_child.info.run_name}](#/experiments/{summary.experiment_id}/runs/{best_child.info.run_id})" in note
+    assert note.startswith(f"**Best trial: [{best_child.info.run_name}](#/experiments/{summary.experiment_id}/runs/{best_child.info.run_id})**")
     assert "**4 trials**: 4 ran to the end, 0 stopped early" in note and "### Top 4 by `val/nelbo`" in note
     assert all(f"`{path}`" in note for path in REVIEW_PLOTS)
 
