@@ -34,6 +34,7 @@ from requests.exceptions import RequestException
 
 from search.adoption import adopt, adopted
 from search.tracking import IMAGE_FILES, Tracker, error_summary, numeric_metrics
+from search.trial_runs import TrialRunStyle
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ TRACKING_ERRORS = (MlflowException, RequestException, OSError)
 class _Event:
     """One thing to write for one trial; applied in order."""
 
-    kind: str                      # start | epoch | images | end
+    kind: str                      # start | epoch | images | step_image | end
     trial_id: str
     run_name: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -57,8 +58,10 @@ class _Event:
 
 
 class MlflowTrialCallback(Callback):
-    def __init__(self, tracker: Tracker, log_images: bool = True, retry_after_s: float = 20.0) -> None:
+    def __init__(self, tracker: Tracker, log_images: bool = True, retry_after_s: float = 20.0,
+                 style: TrialRunStyle | None = None) -> None:
         self.tracker = tracker
+        self.style = style or TrialRunStyle()   # child runs' names, params, why a trial ended early
         self.log_images = log_images
         self.retry_after_s = retry_after_s
         self.run_ids: dict[str, str] = {}
@@ -69,12 +72,13 @@ class MlflowTrialCallback(Callback):
         self._last_try = 0.0
         self._scratch: str | None = None            # image copies of queued events
         self._unsure: set[str] = set()              # runs whose last step must be asked again
+        self._image_steps: dict[str, set[int]] = {}  # run id -> epochs whose reconstructions are logged
 
     # --- pickling into Tune's experiment state -----------------------------------------------
     def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
         state = {"uri": self.tracker.uri, "experiment_id": self.tracker.experiment_id,
                  "parent_run_id": self.tracker.parent_run_id, "log_images": self.log_images,
-                 "retry_after_s": self.retry_after_s}
+                 "retry_after_s": self.retry_after_s, "style": self.style}
         return _unpickle, (state,)
 
     def adopt_on_restore(self) -> None:
@@ -83,29 +87,50 @@ class MlflowTrialCallback(Callback):
         adopt(_KIND, self.tracker.parent_run_id or "", self)
 
     # --- Tune events ---------------------------------------------------------------------------
+    def _event(self, kind: str, trial: Any, **fields: Any) -> _Event:
+        """An event of ``trial`` (a Tune ``Trial``, or what replay knows of one)."""
+        config = dict(trial.config)
+        return _Event(kind, trial.trial_id, params=self.style.params(config), **fields,
+                      run_name=self.style.run_name(trial.trial_id, config, getattr(trial, "experiment_tag", "") or ""))
+
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._submit(_Event("start", trial.trial_id, run_name=str(trial), params=dict(trial.config)))
+        self._submit(self._event("start", trial))
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         metrics = numeric_metrics(result)
         if metrics:
             step = int(result.get("epoch", result.get("training_iteration", 0)))
-            self._submit(_Event("epoch", trial.trial_id, run_name=str(trial), params=dict(trial.config),
-                                metrics=metrics, step=step))
+            self._submit(self._event("epoch", trial, metrics=metrics, step=step))
+
+    def on_checkpoint(self, iteration: int, trials: list[Trial], trial: Trial, checkpoint: Any, **info: Any) -> None:
+        """Every ``style.image_every`` epochs, the reconstructions of that epoch's checkpoint as
+        an MLflow image with ``step=epoch`` (the UI's slider shows how they improved)."""
+        every = self.style.image_every
+        epoch = int((trial.last_result or {}).get("epoch", 0) or 0)
+        if not self.log_images or not every or epoch < 1 or epoch % every:
+            return
+        try:
+            with checkpoint.as_directory() as directory:
+                copy = self.copy_images(directory, names=(STEP_IMAGE,))
+        except OSError as exc:  # a missing image must not take the search down
+            log.warning("could not read the images of %s: %s", trial, exc)
+            return
+        if copy is not None:
+            self._submit(self._event("step_image", trial, directory=copy, step=epoch))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if self.log_images and trial.checkpoint is not None:
             try:
                 with trial.checkpoint.as_directory() as directory:
-                    self._submit(_Event("images", trial.trial_id, run_name=str(trial), params=dict(trial.config),
-                                        directory=self.copy_images(directory)))
+                    self._submit(self._event("images", trial,
+                                             directory=self.copy_images(directory)))
             except OSError as exc:  # a missing image must not take the search down
                 log.warning("could not read the images of %s: %s", trial, exc)
-        self._submit(_Event("end", trial.trial_id, run_name=str(trial), params=dict(trial.config)))
+        self._submit(self._event("end", trial))
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._submit(_Event("end", trial.trial_id, run_name=str(trial), params=dict(trial.config),
-                            status=RunStatus.to_string(RunStatus.FAILED), error=_read_error(trial)))
+        self._submit(self._event("end", trial,
+                                 status=RunStatus.to_string(RunStatus.FAILED), error=_read_error(trial)))
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self.flush(force=True)
@@ -159,13 +184,20 @@ class MlflowTrialCallback(Callback):
                 self.epochs_written += 1
         elif event.kind == "images" and event.directory is not None:
             self.tracker.log_images(run_id, event.directory)
+        elif event.kind == "step_image" and event.directory is not None:
+            logged = self._image_steps.setdefault(run_id, set())
+            if event.step not in logged:   # a restarted trial reports an epoch again
+                self.tracker.log_step_image(run_id, Path(event.directory) / STEP_IMAGE, STEP_IMAGE_KEY, event.step)
+                logged.add(event.step)
         elif event.kind == "end":
             if event.error:
                 client.set_tag(run_id, "vaesearch.error", error_summary(event.error)[:5000])
                 if "DivergenceError" in event.error:  # finite but far above any model of the data
                     client.set_tag(run_id, "vaesearch.diverged", "true")
                 client.log_text(run_id, event.error, "error.txt")
-            client.set_terminated(run_id, status=event.status)
+            epochs = self.last_step.get(run_id, -1)
+            ended_well = event.status == RunStatus.to_string(RunStatus.FINISHED)
+            self.tracker.end_child(run_id, event.status, epochs, self.style.end_tags(epochs) if ended_well else {})
 
     def _run_id(self, event: _Event) -> str:
         """The trial's child run: created once, found again by its trial-id tag after a restart."""
@@ -177,31 +209,32 @@ class MlflowTrialCallback(Callback):
             self.run_ids[event.trial_id] = run_id
         return self.run_ids[event.trial_id]
 
-    def replay(self, trial_id: str, run_name: str, params: Mapping[str, Any], results: list[Mapping[str, Any]], *,
-               status: str | None, images: str | None = None, error: str = "") -> int:
-        """Feed one stored trial (Tune's results, in order) through the queue, as the live events
-        would have; returns how many epochs were new to MLflow. ``status`` None: still running."""
+    def replay(self, trial: Any, results: list[Mapping[str, Any]], *, status: str | None, images: str | None = None,
+               error: str = "") -> int:
+        """Feed one stored trial (``trial_id``, ``config`` and ``experiment_tag`` of Tune's stored
+        trial; its results in order) through the queue, as the live events would have; returns
+        how many epochs were new to MLflow. ``status`` None: still running."""
         before = self.epochs_written
-        self._submit(_Event("start", trial_id, run_name=run_name, params=params))
+        self._submit(self._event("start", trial))
         for result in results:
             metrics = numeric_metrics(result)
             if metrics:
                 step = int(result.get("epoch", result.get("training_iteration", 0)))
-                self._submit(_Event("epoch", trial_id, run_name=run_name, params=params, metrics=metrics, step=step))
+                self._submit(self._event("epoch", trial, metrics=metrics, step=step))
         if images is not None:
-            self._submit(_Event("images", trial_id, run_name=run_name, params=params, directory=images))
+            self._submit(self._event("images", trial, directory=images))
         if status is not None:
-            self._submit(_Event("end", trial_id, run_name=run_name, params=params, status=status, error=error))
+            self._submit(self._event("end", trial, status=status, error=error))
         return self.epochs_written - before
 
-    def copy_images(self, directory: str) -> str | None:
+    def copy_images(self, directory: str, names: tuple[str, ...] = IMAGE_FILES) -> str | None:
         """The checkpoint directory is Tune's (and may be gone by the time a queued event is
         written): keep a copy of the images until they are logged."""
         if self._scratch is None:
             self._scratch = tempfile.mkdtemp(prefix="vaesearch-images-")
         target = Path(tempfile.mkdtemp(dir=self._scratch))
         found = False
-        for name in IMAGE_FILES:
+        for name in names:
             if (Path(directory) / name).is_file():
                 shutil.copy2(Path(directory) / name, target / name)
                 found = True
@@ -209,12 +242,14 @@ class MlflowTrialCallback(Callback):
 
 
 _KIND = "mlflow-callback"
+STEP_IMAGE, STEP_IMAGE_KEY = IMAGE_FILES[0], "reconstructions"   # reconstructions.png, logged with a step
 
 
 def _unpickle(state: dict[str, Any]) -> MlflowTrialCallback:
     def rebuild() -> MlflowTrialCallback:
         tracker = Tracker.attach(state["uri"], state["experiment_id"], state["parent_run_id"])
-        return MlflowTrialCallback(tracker, log_images=state["log_images"], retry_after_s=state["retry_after_s"])
+        return MlflowTrialCallback(tracker, log_images=state["log_images"], retry_after_s=state["retry_after_s"],
+                                   style=state.get("style"))
 
     return adopted(_KIND, state["parent_run_id"] or "", rebuild)
 

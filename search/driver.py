@@ -32,6 +32,7 @@ from search.modes.search import SearchSummary
 from search.retries import RetryOnlyWhatCanSucceed
 from search.runnable import check_runnable
 from search.tracking import Tracker
+from search.trial_runs import searched_paths
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,13 @@ def run_experiment(config: Config, role: str, *, yaml_text: str | None = None, a
     tracker = connect_tracking(tracking_uri or config.tracking.uri, config.tracking.experiment)
     ensure_ray(address or config.resources.address, verbose, _shipped(config))  # both reachable before the parent run
     name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    tracker.start_parent(config, yaml_text, run_name=name, role=role)
+    tracker.start_parent(config, yaml_text, run_name=name, role=role, searched=searched_paths(mode.searched_keys()))
     path = experiment_path(storage_path(config.resources.storage_path), name)
     ExperimentRecord(config=config.model_dump(mode="json"), yaml_text=yaml_text, tracking_uri=tracker.uri,
                      experiment_id=tracker.experiment_id, parent_run_id=tracker.parent_run_id or "", role=role,
                      config_dir=str(config.directory) if config.directory else None).write(path)
     run = RunContext(config, tracker, path, verbose)
-    callback = _callback(config, tracker)
+    callback = _callback(config, mode, tracker)
     return _fit(mode, run, callback, lambda: _new_tuner(mode, run, callback, name))
 
 
@@ -91,7 +92,7 @@ def resume_experiment(experiment: str, *, address: str | None = None, verbose: i
     ensure_ray(address or config.resources.address, verbose, _shipped(config))
     tracker.reopen_parent()
     run = RunContext(config, tracker, path, verbose)
-    callback = _callback(config, tracker)
+    callback = _callback(config, mode, tracker)
     callback.adopt_on_restore()  # the restored experiment calls this instance
     mode.on_restore(run)
     try:
@@ -119,8 +120,9 @@ def reporter(parameter_columns: list[str], metric_columns: dict[str, str]) -> CL
                        max_report_frequency=15)
 
 
-def _callback(config: Config, tracker: Tracker) -> MlflowTrialCallback:
-    return MlflowTrialCallback(tracker, log_images=config.tracking.log_images, retry_after_s=config.tracking.retry_s)
+def _callback(config: Config, mode: Mode, tracker: Tracker) -> MlflowTrialCallback:
+    return MlflowTrialCallback(tracker, log_images=config.tracking.log_images, retry_after_s=config.tracking.retry_s,
+                               style=mode.trial_runs())
 
 
 def _new_tuner(mode: Mode, run: RunContext, callback: MlflowTrialCallback, name: str) -> Tuner:

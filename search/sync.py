@@ -18,6 +18,7 @@ from search.callback import MlflowTrialCallback
 from search.config import parse_config
 from search.connect import attach_tracking
 from search.experiment import ExperimentRecord, resolve_experiment
+from search.modes import MODES
 
 #: Tune's trial statuses that end a trial.
 _ENDED = {"TERMINATED": "FINISHED", "ERROR": "FAILED"}
@@ -42,7 +43,8 @@ def sync_experiment(experiment: str) -> SyncReport:
     record = ExperimentRecord.read(path)
     config = parse_config(record.config)
     tracker = attach_tracking(record.tracking_uri, record.experiment_id, record.parent_run_id)
-    callback = MlflowTrialCallback(tracker, log_images=config.tracking.log_images, retry_after_s=0.0)
+    style = MODES.get(record.role)(config).trial_runs() if record.role in MODES else None
+    callback = MlflowTrialCallback(tracker, log_images=config.tracking.log_images, retry_after_s=0.0, style=style)
     written = 0
     analysis = ExperimentAnalysis(path)
     for trial in analysis.trials:
@@ -54,7 +56,7 @@ def sync_experiment(experiment: str) -> SyncReport:
                 images = callback.copy_images(directory)
         error_file = Path(trial.path) / "error.txt"
         error = error_file.read_text(errors="replace") if error_file.is_file() else ""
-        written += callback.replay(trial.trial_id, str(trial), dict(trial.config), results,
+        written += callback.replay(trial, results,
                                    status=status, images=images, error=error)
     return SyncReport(trials=len(analysis.trials), epochs_written=written, still_missing=len(callback.backlog))
 

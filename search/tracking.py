@@ -1,9 +1,11 @@
 """MLflow tracking, written from the driver only.
 
-Layout: one parent run per search (the config as params, the YAML as an artifact, the best
-trial's config and metrics at the end, the best model logged and registered), one nested child
-run per Tune trial (``mlflow.parentRunId`` tag; its sampled params, every epoch's metrics with
-``step=epoch``, reconstructions and prior-samples PNGs). Workers never talk to MLflow: only the
+Layout (docs/mlflow.md): one parent run per search (the config as params, less what the search
+overrides; the YAML as an artifact; at the end the best trial's config and metrics, a markdown
+description and the review plots), one nested child run per Tune trial (``mlflow.parentRunId``
+tag; named and described by ``search.trial_runs``; every epoch's metrics with ``step=epoch``,
+reconstructions and prior-samples PNGs); the best model logged in the best trial's run and
+registered with a description, tags and the ``champion`` alias. Workers never talk to MLflow: only the
 driver needs the tracking server's address and credentials.
 """
 from __future__ import annotations
@@ -13,17 +15,22 @@ import logging
 import math
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import mlflow
+import numpy as np
 import torch
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types import Schema, TensorSpec
 
 import trainables
 from search import plots
 from search.config import Config
+from search.trial_runs import BEST_TAG, EPOCHS_METRIC, SETTING_KEYS, flatten
 from trainables.metrics import REPORTED_PREFIXES
 
 log = logging.getLogger(__name__)
@@ -32,24 +39,14 @@ PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 TRIAL_ID_TAG = "vaesearch.trial_id"
 ROLE_TAG = "vaesearch.role"
+NOTE_TAG = "mlflow.note.content"  # a run's markdown description in the UI
+CHAMPION_ALIAS = "champion"       # the registered model's alias, moved to each new best version
 STATE_TAG = "vaesearch.state"   # running | resumed | finished | interrupted | failed
 _STATES = {"FINISHED": "finished", "KILLED": "interrupted", "FAILED": "failed"}
 #: What a trial's checkpoint holds for its child run: images under ``images/``; a learnt prior's
 #: pseudo-inputs (VampPrior) under ``images/`` and its summary JSON under ``prior/``.
 IMAGE_FILES = ("reconstructions.png", "samples.png", "pseudo_inputs.png", "prior.json")
 _MAX_PARAM = 6000  # MLflow's limit on a param value
-
-
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists and None become strings for MLflow params."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def _param_value(value: Any) -> str:
@@ -66,6 +63,8 @@ def numeric_metrics(result: Mapping[str, Any], keys: Iterable[str] | None = None
         if keys is not None and key not in keys:
             continue
         if not key.startswith(prefixes) or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if key in SETTING_KEYS:  # a setting reported beside the metrics: a param, never a metric
             continue
         if math.isfinite(value):
             out[key] = float(value)
@@ -96,10 +95,16 @@ class Tracker:
         return self.client.create_experiment(name, artifact_location=artifact_location(self.uri, name))
 
     # --- the parent run --------------------------------------------------------------------
-    def start_parent(self, config: Config, yaml_text: str | None, run_name: str, role: str = "search") -> str:
+    def start_parent(self, config: Config, yaml_text: str | None, run_name: str, role: str = "search",
+                     searched: Iterable[str] = ()) -> str:
+        """The parent run, with the validated config as params; the ``searched`` config paths
+        (what the trials' sampled values override) are left out: their base values would read as
+        the winner's (``search.space.*`` holds what was searched, ``best.*`` what won)."""
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags={ROLE_TAG: role, STATE_TAG: "running"})
         self.parent_run_id = run.info.run_id
-        params = flatten(config.model_dump(mode="json"))
+        searched = tuple(searched)
+        params = {k: v for k, v in flatten(config.model_dump(mode="json")).items()
+                  if not any(k == p or k.startswith(p + ".") for p in searched)}
         self.client.log_batch(self.parent_run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
         with tempfile.TemporaryDirectory() as directory:
             path = Path(directory) / "config.yaml"
@@ -164,40 +169,59 @@ class Tracker:
             path.write_text(json.dumps(rows, indent=2, default=str))
             self.client.log_artifact(self._parent(), str(path))
 
-    def log_model(self, model: Any, registered_model: str | None, checkpoint_dir: str | None = None) -> str:
-        """Log the best VAE with ``mlflow.pytorch.log_model`` (and register it); returns the model URI."""
+    def set_description(self, markdown: str, run_id: str | None = None) -> None:
+        """A run's description in the MLflow UI (``mlflow.note.content``, markdown)."""
+        self.client.set_tag(run_id or self._parent(), NOTE_TAG, markdown)
+
+    def mark_best(self, best_run_id: str) -> None:
+        """Tag the best child run ``vaesearch.best=true`` and take the tag off any other (a
+        resumed search whose best changed)."""
+        for run_id in self._children_tagged(BEST_TAG):
+            if run_id != best_run_id:
+                self.client.delete_tag(run_id, BEST_TAG)
+        self.client.set_tag(best_run_id, BEST_TAG, "true")
+
+    def _children_tagged(self, tag: str) -> list[str]:
+        runs = self.client.search_runs([self.experiment_id], max_results=10_000,
+                                       filter_string=f"tags.`{PARENT_TAG}` = '{self._parent()}' AND tags.`{tag}` = 'true'")
+        return [r.info.run_id for r in runs]
+
+    def log_model(self, model: Any, run_id: str, registered: RegistryEntry | None = None,
+                  checkpoint_dir: str | None = None) -> str:
+        """Log the best VAE with ``mlflow.pytorch.log_model`` in its own trial's run ``run_id``
+        (so the model carries that trial's metrics, not the parent's), with a signature and an
+        input example; register it as ``registered`` describes; returns the model URI."""
+        return self.log_model_version(model, run_id, registered, checkpoint_dir)[0]
+
+    def log_model_version(self, model: Any, run_id: str, registered: RegistryEntry | None = None,
+                          checkpoint_dir: str | None = None) -> tuple[str, str | None]:
+        """:meth:`log_model`, returning (model URI, registered version or None)."""
         mlflow.set_tracking_uri(self.uri)
-        with mlflow.start_run(run_id=self._parent()):
-            # "pickle" so loading gives back the VAE itself (reconstruct/sample), not a traced graph;
-            # the trainables package travels with the model so it loads where vaesearch is not installed.
+        example = model.sample(2).detach().cpu().numpy().astype(np.float32)   # (2, C, H, W) in [0, 1]
+        signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *example.shape[1:]), "x")]))
+        with mlflow.start_run(run_id=run_id):
+            # "pickle" so loading gives back the VAE itself (reconstruct/sample), not a traced graph
+            # of forward (MLflow's "pt2"); the trainables package travels with the model so it loads
+            # where vaesearch is not installed. The safe path is best_checkpoint/ (weights only).
             info = mlflow.pytorch.log_model(
-                model, name="model", registered_model_name=registered_model, serialization_format="pickle",
+                model, name="model", registered_model_name=registered.name if registered else None,
+                serialization_format="pickle", signature=signature, input_example=example,
                 code_paths=[str(Path(trainables.__file__).parent)],
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pillow"],
             )
             if checkpoint_dir is not None:  # weights + config, loadable with torch.load(weights_only=True)
                 mlflow.log_artifacts(checkpoint_dir, artifact_path="best_checkpoint")
-        return info.model_uri
-
-    def log_child_model(self, run_id: str, model: Any, registered_model: str | None, checkpoint_dir: str | None,
-                        tags: Mapping[str, str]) -> str | None:
-        """Log a trial's VAE in its own (child) run and register it as a new version with ``tags``;
-        returns the version (None when nothing is registered)."""
-        mlflow.set_tracking_uri(self.uri)
-        with mlflow.start_run(run_id=run_id, nested=True):
-            info = mlflow.pytorch.log_model(
-                model, name="model", registered_model_name=registered_model, serialization_format="pickle",
-                code_paths=[str(Path(trainables.__file__).parent)],
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pillow"],
-            )
-            if checkpoint_dir is not None:
-                mlflow.log_artifacts(checkpoint_dir, artifact_path="checkpoint")
         version = getattr(info, "registered_model_version", None)
-        if registered_model is None or version is None:
-            return None
-        for key, value in tags.items():
-            self.client.set_model_version_tag(registered_model, str(version), key, value)
-        return str(version)
+        if registered is not None and version is not None:
+            self._describe_version(registered, str(version))
+        return info.model_uri, (str(version) if registered is not None and version is not None else None)
+
+    def _describe_version(self, entry: RegistryEntry, version: str) -> None:
+        self.client.update_model_version(entry.name, version, description=entry.description)
+        for key, value in entry.tags.items():
+            self.client.set_model_version_tag(entry.name, version, key, value)
+        if entry.alias:
+            self.client.set_registered_model_alias(entry.name, entry.alias, version)
 
     def _parent(self) -> str:
         if self.parent_run_id is None:
@@ -242,6 +266,14 @@ class Tracker:
             self.client.set_terminated(run.info.run_id, status=status)
         return len(runs)
 
+    def end_child(self, run_id: str, status: str, epochs_completed: int, tags: Mapping[str, str]) -> None:
+        """End a child run: ``epochs_completed`` (a metric: a restarted trial goes on), the tags
+        saying why it ended early, then its status."""
+        metrics = [Metric(EPOCHS_METRIC, float(epochs_completed), _now_ms(), max(epochs_completed, 0))]
+        self.client.log_batch(run_id, metrics=metrics if epochs_completed >= 0 else [],
+                              tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.set_terminated(run_id, status=status)
+
     def last_step(self, run_id: str) -> int:
         """The last epoch logged to a run (-1 when none): what a restarted trial must not log again."""
         keys = list(self.client.get_run(run_id).data.metrics)
@@ -251,6 +283,14 @@ class Tracker:
         now = _now_ms()
         self.client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
 
+    def log_step_image(self, run_id: str, path: str | Path, key: str, step: int) -> None:
+        """An image with a step (``MlflowClient.log_image(key=, step=)``): the run's Artifacts
+        tab / image grid shows a slider over the steps."""
+        from PIL import Image
+
+        with Image.open(path) as image:
+            self.client.log_image(run_id, image.convert("RGB"), key=key, step=step)
+
     def log_images(self, run_id: str, directory: str | Path) -> list[str]:
         logged = []
         for name in IMAGE_FILES:
@@ -259,6 +299,16 @@ class Tracker:
                 self.client.log_artifact(run_id, str(path), artifact_path="prior" if name.endswith(".json") else "images")
                 logged.append(name)
         return logged
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """What a registered model version says about itself (description, tags)."""
+
+    name: str
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    alias: str | None = CHAMPION_ALIAS   # moved to this version (None: no alias)
 
 
 def artifact_location(uri: str, experiment: str) -> str | None:

@@ -37,7 +37,7 @@ class EpochStats:
             "train/loss": self.loss,
             "train/distortion": self.distortion,
             "train/rate": self.rate,
-            "beta": self.beta,
+            "train/beta_t": self.beta,  # the schedule's mean β_t; the setting `beta` is a param
             "time/epoch_seconds": self.seconds,
         }
 

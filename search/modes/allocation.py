@@ -20,6 +20,7 @@ from search.bandit.ledger import ARM_KEY
 from search.bandit.scheduler import BanditAllocationScheduler, SchedulerStateCallback
 from search.modes.base import Mode, RunContext, RunSummary
 from search.tracking import Tracker
+from search.trial_runs import TrialRunStyle
 from search.trial_specs import trial_spec
 from trainables.policies import build_policy
 from trainables.ray_trainables import train_vae
@@ -77,6 +78,15 @@ class AllocationMode(Mode):
         # An arm may be given the whole budget; its schedule's T is that many epochs.
         spec = trial_spec(self.config, epochs=self.config.bandit.allocation.budget_epochs)
         return tune.with_parameters(train_vae, spec=spec)
+
+    def trial_runs(self) -> TrialRunStyle:
+        # Every arm may be given the whole budget; one that got less was stopped (or never
+        # resumed) by the bandit scheduler.
+        return TrialRunStyle.of(self.config, planned_epochs=self.config.bandit.allocation.budget_epochs,
+                                stopped_by="bandit")
+
+    def searched_keys(self) -> list[str]:
+        return [ARM_KEY]   # the arms' seeds are config.seed + i: the config's seed stays a param
 
     def param_space(self) -> dict[str, Any]:
         alloc = self.config.bandit.allocation

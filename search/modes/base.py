@@ -17,6 +17,7 @@ from ray.tune import Callback, ResultGrid, TuneConfig
 
 from search.config import Config
 from search.tracking import Tracker
+from search.trial_runs import TrialRunStyle
 
 
 @dataclass
@@ -113,6 +114,15 @@ class Mode(ABC):
     @abstractmethod
     def progress_columns(self) -> tuple[list[str], dict[str, str]]:
         """The progress table's parameter columns and metric columns (key -> header)."""
+
+    def trial_runs(self) -> TrialRunStyle:
+        """How the MLflow callback names and describes this mode's child runs, and who stops a
+        trial before its planned epochs."""
+        return TrialRunStyle.of(self.config, planned_epochs=self.config.train.epochs, stopped_by="scheduler")
+
+    def searched_keys(self) -> list[str]:
+        """The trial config keys this mode samples or grids (what its trials override)."""
+        return []
 
     def callbacks(self, run: RunContext) -> list[Callback]:
         """Tune callbacks beside the MLflow one (called once per start or resume)."""

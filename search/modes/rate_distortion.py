@@ -28,7 +28,7 @@ from search.modes.search import SearchMode, _row, open_hint
 from search.pareto import hypervolume, non_dominated, reference_point
 from search.rd_plots import RDPoint, rd_front_figure, rd_front_html
 from search.searchers import make_searcher
-from search.tracking import error_summary
+from search.tracking import RegistryEntry, error_summary
 from trainables.checkpoint import load_model
 
 ON_FRONT_TAG = "vaesearch.on_front"
@@ -151,15 +151,47 @@ class RateDistortionMode(SearchMode):
             result = by_id[t.trial_id]
             if result.checkpoint is None or t.run_id is None:
                 continue
+            entry = self._front_entry(t, run) if registered else None
             with result.checkpoint.as_directory() as directory:
-                version = tracker.log_child_model(
-                    t.run_id, load_model(directory), registered, directory,
-                    tags={"rate": f"{t.rate:.6g}", "distortion": f"{t.distortion:.6g}", "trial_id": t.trial_id})
+                _, version = tracker.log_model_version(load_model(directory), t.run_id, entry, directory)
             if version:
                 summary.model_versions.append(version)
         summary.registered_model = registered if summary.model_versions else None
+        tracker.set_description(_description(self.config.name, summary))
+
+    def _front_entry(self, t: FrontTrial, run: RunContext) -> RegistryEntry:
+        """One version per front point, tagged with its rate and distortion (no alias: no single best)."""
+        config = self.config
+        assert config.tracking.registered_model is not None
+        text = (f"Front point of the rate–distortion search `{config.name}` (parent run `{run.parent_run_id}`, "
+                f"[open](#/experiments/{run.tracker.experiment_id}/runs/{run.parent_run_id})), dataset "
+                f"`{config.data.name}`: rate {t.rate:.4g}, distortion {t.distortion:.4g} nats.\n\nConfig: "
+                + ", ".join(f"{k}={v}" for k, v in sorted(t.config.items()))
+                + "\n\nSafe to load without unpickling: the run's `best_checkpoint/` artifact with "
+                "`trainables.checkpoint.load_model` (weights only).")
+        tags = {"rate": f"{t.rate:.6g}", "distortion": f"{t.distortion:.6g}", "val/nelbo": f"{t.nelbo:.6g}",
+                "trial_id": t.trial_id, "search": config.name, "dataset": config.data.name,
+                "parent_run_id": run.parent_run_id}
+        return RegistryEntry(config.tracking.registered_model, text, tags, alias=None)
 
 
 def _beta(config: dict[str, Any]) -> float | None:
     beta = config.get("beta")
     return float(beta) if isinstance(beta, (int, float)) and beta > 0 else None
+
+
+def _description(name: str, summary: FrontSummary) -> str:
+    """The parent run's MLflow description: the front as a table, the hypervolume, the plots."""
+    lines = [f"**Rate–distortion search `{name}`**: {summary.n_trials} trials ({summary.n_errors} failed); "
+             f"**{len(summary.front)} on the front** (no other trial has both a lower rate and a lower distortion).",
+             "", "| trial | rate | distortion | nelbo | settings |", "|---|---|---|---|---|"]
+    for t in summary.front:
+        settings = ", ".join(f"{k}={_short(t.config[k])}" for k in FRONT_COLUMNS if k in t.config)
+        link = f"[{t.trial_id}](#/experiments/{summary.experiment_id}/runs/{t.run_id})" if t.run_id else t.trial_id
+        lines.append(f"| {link} | {t.rate:.3f} | {t.distortion:.3f} | {t.nelbo:.3f} | {settings} |")
+    if summary.reference is not None:
+        lines += ["", f"Hypervolume {summary.hypervolume:.4g} against the reference point (rate, distortion) = "
+                      f"({summary.reference[0]:.4g}, {summary.reference[1]:.4g})."]
+    lines += ["", "Plots: `rd_front.png`, `rd_front.html` (hover a point for its trial); the front trials in "
+                  "`front.json`; child runs tagged `vaesearch.on_front`."]
+    return "\n".join(lines)

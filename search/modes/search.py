@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
+from urllib.parse import quote
 
 import ray
 from ray import tune
@@ -20,8 +21,10 @@ from search.callback import TRACKING_ERRORS
 from search.config import Config
 from search.modes.base import Mode, RunContext, RunSummary
 from search.modes.search_arms import arm_stats
+from search.modes.search_review import log_review, trial_records
 from search.searchers import make_scheduler, make_searcher
-from search.tracking import error_summary, numeric_metrics
+from search.tracking import RegistryEntry, error_summary, numeric_metrics
+from search.trial_runs import TrialRunStyle
 from search.trial_specs import nll_spec, trial_spec
 from trainables.checkpoint import load_model
 from trainables.final_eval import final_test_metrics
@@ -70,10 +73,18 @@ class SearchSummary(RunSummary):
 
 
 def open_hint(uri: str, experiment_id: str, run_id: str) -> str:
-    path = f"#/experiments/{experiment_id}/runs/{run_id}"
+    """Where to look: the parent run (its description names the best trial) and its trials, best
+    first, in the runs table (MLflow 3 opens an experiment on its GenAI Traces view; the table is
+    the Model training view)."""
+    run = f"#/experiments/{experiment_id}/runs/{run_id}"
+    trials = (f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+              f"&searchFilter={quote(f'tags.`mlflow.parentRunId` = {chr(39)}{run_id}{chr(39)}')}"
+              f"&orderByKey={quote('metrics.`val/nelbo`')}&orderByAsc=true")
     if uri.startswith(("http://", "https://")):
-        return f"open: {uri.rstrip('/')}/{path}"
-    return f"open: mlflow ui --backend-store-uri {uri}  then http://127.0.0.1:5000/{path}"
+        base = uri.rstrip("/")
+        return f"open: {base}/{run}\ntrials, best first: {base}/{trials}"
+    base = "http://127.0.0.1:5000"
+    return f"open: mlflow ui --backend-store-uri {uri}  then {base}/{run}\ntrials, best first: {base}/{trials}"
 
 
 def search_columns(config: Config) -> list[str]:
@@ -86,6 +97,14 @@ class SearchMode(Mode):
 
     def trainable(self) -> Callable[..., Any]:
         return tune.with_parameters(train_vae, spec=trial_spec(self.config))
+
+    def trial_runs(self) -> TrialRunStyle:
+        scheduler = self.config.search.scheduler.name
+        return TrialRunStyle.of(self.config, planned_epochs=self.config.train.epochs,
+                                stopped_by=scheduler if scheduler != "none" else "scheduler")
+
+    def searched_keys(self) -> list[str]:
+        return [k for k, v in self.config.search.space.model_dump().items() if v is not None]
 
     def tune_config(self, run: RunContext) -> TuneConfig:
         search = self.config.search
@@ -119,8 +138,11 @@ class SearchMode(Mode):
         tracker.log_table([_row(r, run_ids) for r in results])
         if config.search.algorithm == "bandit_tpe":
             _log_arms(run, results)
+        records = trial_records(results, config.search.metric, config.train.epochs, run_ids)
+        stopped_by = self.trial_runs().stopped_by
         ok = [r for r in results if r.error is None and r.metrics and config.search.metric in r.metrics]
         if not ok:
+            log_review(run, records, best_run_id=None, best_metrics={}, stopped_by=stopped_by)
             return
         # Among the trials that ended well only: Tune's get_best_result would consider a failed
         # (or diverged) trial's last report too.
@@ -128,7 +150,7 @@ class SearchMode(Mode):
         best = min(ok, key=lambda r: sign * float(r.metrics[config.search.metric]))
         metrics = numeric_metrics(best.metrics)
         if config.final_eval.trials == "best" and best.checkpoint is not None:
-            metrics.update(self._remote_test_metrics(best.checkpoint))
+            metrics = numeric_metrics({**metrics, **self._remote_test_metrics(best.checkpoint)})  # no settings
         best_run_id = run_ids.get(best.metrics.get("trial_id", ""))
         if best_run_id and config.final_eval.trials == "best":
             tracker.log_epoch(best_run_id, {k: v for k, v in metrics.items() if k.startswith("test/")},
@@ -136,15 +158,35 @@ class SearchMode(Mode):
         tracker.log_best(best.config, metrics, best_run_id)
         summary.best_config, summary.best_metrics, summary.best_run_id = dict(best.config), metrics, best_run_id
         if best.checkpoint is not None:
+            entry = registry_entry(config, best.config, metrics, run) if config.tracking.registered_model else None
             with best.checkpoint.as_directory() as directory:
-                summary.model_uri = tracker.log_model(load_model(directory), config.tracking.registered_model, directory)
+                summary.model_uri = tracker.log_model(load_model(directory), best_run_id or run.parent_run_id, entry,
+                                                      directory)
             summary.registered_model = config.tracking.registered_model
+        log_review(run, records, best_run_id=best_run_id, best_metrics=metrics, stopped_by=stopped_by)
 
     def _remote_test_metrics(self, checkpoint: tune.Checkpoint) -> dict[str, float]:
         """Importance-sampled test NLL of one checkpoint, as a Ray task with a trial's resources."""
         resources = self.config.resources
         task = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu)(final_test_metrics)
         return ray.get(task.remote(checkpoint, trial_spec(self.config), nll_spec(self.config)))
+
+
+def registry_entry(config: Config, best_config: dict[str, Any], metrics: dict[str, float],
+                   run: RunContext) -> RegistryEntry:
+    """The registered version's description and tags: what it was trained on, how it was chosen."""
+    assert config.tracking.registered_model is not None
+    metric = config.search.metric
+    lines = [f"Best trial of the search `{config.name}` (parent run `{run.parent_run_id}`, "
+             f"[open](#/experiments/{run.tracker.experiment_id}/runs/{run.parent_run_id})), "
+             f"dataset `{config.data.name}`, chosen by `{metric}` ({config.search.mode}).",
+             "Config: " + ", ".join(f"{k}={v}" for k, v in sorted(best_config.items())),
+             "Safe to load without unpickling: the run's `best_checkpoint/` artifact with "
+             "`trainables.checkpoint.load_model` (weights only)."]
+    tags = {"search": config.name, "dataset": config.data.name, "parent_run_id": run.parent_run_id,
+            "decoder": str(best_config.get("decoder", config.model.decoder))}
+    tags.update({k: f"{metrics[k]:.6g}" for k in (metric, "val/nelbo", "test/nll") if k in metrics})
+    return RegistryEntry(config.tracking.registered_model, "\n\n".join(lines), tags)
 
 
 def _log_arms(run: RunContext, results: ResultGrid) -> None:

@@ -18,6 +18,7 @@ from ray.tune import ResultGrid, TuneConfig
 from search import plots, roles
 from search.modes.base import Mode, RunContext, RunSummary
 from search.tracking import Tracker
+from search.trial_runs import TrialRunStyle
 from search.trial_specs import shared_encoder_spec
 from trainables.ray_trainables import train_shared_encoder
 
@@ -62,6 +63,11 @@ class SharedEncoderMode(Mode):
         se = self.config.bandit.shared_encoder
         return {"dataset": tune.grid_search(se.datasets), "policy": tune.grid_search(se.policies),
                 "seed": tune.grid_search(se.seeds)}
+
+    def trial_runs(self) -> TrialRunStyle:
+        # No scheduler stops a shared-encoder trial: it runs bandit.shared_encoder.epochs.
+        return TrialRunStyle.of(self.config, planned_epochs=self.config.bandit.shared_encoder.epochs,
+                                stopped_by="scheduler")
 
     def tune_config(self, run: RunContext) -> TuneConfig:
         return TuneConfig(max_concurrent_trials=self.config.bandit.shared_encoder.max_concurrent,

@@ -60,9 +60,13 @@ def test_allocation_mode_from_the_cli(tmp_path: Path, ray_local, capsys: pytest.
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"allocation.png", "learning_curves.png", "arms.json", "config.yaml"} <= artifacts
     assert sorted(c.data.params["decoder"] for c in children) == sorted(ARMS)  # one child per arm
+    assert "model.decoder" not in parent.data.params   # the arms override it: search.space / arms say what ran
     for child in children:  # each arm trained 2 epochs, paused and resumed in between: steps 1, 2 once each
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/distortion")]
         assert sorted(steps) == [1, 2]
+        # 2 of the 4 epochs an arm may get: the bandit stopped it, and the run says so
+        assert child.data.metrics["epochs_completed"] == 2 and child.data.tags["vaesearch.stopped_by"] == "bandit"
+        assert child.info.run_name.split(" ")[1:] == [child.data.params["decoder"], f"seed={child.data.params['seed']}"]
 
 
 def test_shared_encoder_mode(tmp_path: Path, ray_local) -> None:
@@ -86,6 +90,8 @@ def test_shared_encoder_mode(tmp_path: Path, ray_local) -> None:
     assert "digits/uniform/regret" in parent.data.metrics
     history = client.get_metric_history(children[0].info.run_id, "regret/cumulative")
     assert sorted(m.step for m in history) == [1, 2]
+    # both trials ran their planned epochs (bandit.shared_encoder.epochs): none reads as stopped early
+    assert [(c.data.metrics["epochs_completed"], c.data.tags.get("vaesearch.stopped_by")) for c in children] == [(2, None)] * 2
 
     # The run left its record like every mode: resuming the finished run restores it through the
     # same driver (nothing left to train) and summarises the same trials.
@@ -110,3 +116,10 @@ def test_bandit_tpe_search_logs_arms(tmp_path: Path, ray_local) -> None:
     assert all(f"arm/{arm}/best_val_nelbo" in parent.data.metrics for arm in ARMS)
     arms = json.loads(Path(client.download_artifacts(parent.info.run_id, "arms.json", str(tmp_path))).read_text())
     assert sorted(a["arm"] for a in arms) == sorted(ARMS)
+    for child in children:   # ASHA (grace period 1) may stop a trial after epoch 1: then it says so
+        stopped = child.data.metrics["epochs_completed"] < 2
+        assert child.data.tags.get("vaesearch.stopped_by") == ("asha" if stopped else None)
+    # the model is logged in the best trial's run: it carries that trial's metrics, not the parent's arm/*
+    [model] = client.search_logged_models(experiment_ids=[parent.info.experiment_id])
+    assert model.source_run_id == summary.best_run_id
+    assert not [m.key for m in model.metrics or [] if m.key.startswith("arm/")]

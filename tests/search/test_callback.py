@@ -3,8 +3,9 @@ answers, log each epoch once, adopt on restore), with a fake tracker: no Ray run
 from __future__ import annotations
 
 import pickle
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -12,6 +13,7 @@ from mlflow.exceptions import MlflowException
 import search.callback as callback_module
 from search import adoption
 from search.callback import MlflowTrialCallback
+from search.trial_runs import STOPPED_BY_TAG, TrialRunStyle
 
 
 class _FakeClient:
@@ -63,6 +65,14 @@ class _FakeTracker:
         self._call("images", run_id)
         return []
 
+    def log_step_image(self, run_id: str, path: Any, key: str, step: int) -> None:
+        assert path.is_file()
+        self._call("image", run_id, key, step)
+
+    def end_child(self, run_id: str, status: str, epochs_completed: int, tags: Any) -> None:
+        self._call("ended", run_id, epochs_completed, dict(tags))
+        self.client.set_terminated(run_id, status)
+
 
 @dataclass
 class _Trial:
@@ -70,6 +80,8 @@ class _Trial:
     config: dict[str, Any] = field(default_factory=lambda: {"beta": 1.0})
     checkpoint: Any = None
     error_file: str | None = None
+    experiment_tag: str = ""
+    last_result: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return f"train_vae_{self.trial_id}"
@@ -90,7 +102,8 @@ def test_events_are_written_in_order() -> None:
     _epoch(cb, trial, 1)
     _epoch(cb, trial, 2)
     cb.on_trial_complete(0, [], trial)
-    assert tracker.calls == [("child", "a"), ("epoch", "run-a", 1), ("epoch", "run-a", 2), ("end", "run-a", "FINISHED")]
+    assert tracker.calls == [("child", "a"), ("epoch", "run-a", 1), ("epoch", "run-a", 2), ("ended", "run-a", 2, {}),
+                             ("end", "run-a", "FINISHED")]
     assert not cb.backlog
 
 
@@ -110,7 +123,8 @@ def test_an_unreachable_store_queues_events_and_the_backlog_is_written_when_it_a
     assert [e.step for e in cb.backlog] == [2, 3] and ("epoch", "run-a", 2) not in tracker.calls
     clock[0] += 6.0
     cb.on_trial_complete(0, [], trial)        # past retry_after_s: the backlog goes first, in order
-    assert tracker.calls[-3:] == [("epoch", "run-a", 2), ("epoch", "run-a", 3), ("end", "run-a", "FINISHED")]
+    assert tracker.calls[-4:] == [("epoch", "run-a", 2), ("epoch", "run-a", 3), ("ended", "run-a", 3, {}),
+                                  ("end", "run-a", "FINISHED")]
     assert not cb.backlog
 
 
@@ -145,8 +159,8 @@ def test_replay_writes_only_what_mlflow_lacks() -> None:
     tracker = _FakeTracker(existing={"a": 1})
     cb = MlflowTrialCallback(tracker)  # type: ignore[arg-type]
     results = [{"epoch": s, "val/nelbo": 1.0} for s in (1, 2, 3)]
-    assert cb.replay("a", "train_vae_a", {}, results, status="FINISHED") == 2
-    assert cb.replay("a", "train_vae_a", {}, results, status="FINISHED") == 0  # idempotent
+    assert cb.replay(_Trial("a"), results, status="FINISHED") == 2
+    assert cb.replay(_Trial("a"), results, status="FINISHED") == 0  # idempotent
     assert tracker.calls[-1] == ("end", "run-a", "FINISHED")
 
 
@@ -193,3 +207,60 @@ def test_a_request_written_but_unanswered_is_not_written_twice(monkeypatch) -> N
     monkeypatch.setattr(callback_module.time, "monotonic", lambda: 2000.0)
     _epoch(cb, trial, 3)
     assert [c for c in tracker.calls if c[0] == "epoch"] == [("epoch", "run-a", 1), ("epoch", "run-a", 2), ("epoch", "run-a", 3)]
+
+
+def test_a_trial_ended_before_its_planned_epochs_is_tagged_with_who_stopped_it() -> None:
+    """Finished early (a scheduler's STOP): epochs_completed and vaesearch.stopped_by; ran to the
+    end: no tag; failed early: FAILED says why, no stopped_by."""
+    tracker = _FakeTracker()
+    style = TrialRunStyle(base={"model.encoder": "mlp"}, planned_epochs=3, stopped_by="asha")
+    cb = MlflowTrialCallback(tracker, style=style)  # type: ignore[arg-type]
+    early, full, broken = _Trial("x_00001"), _Trial("x_00002"), _Trial("x_00003")
+    for trial, epochs in ((early, 1), (full, 3), (broken, 1)):
+        cb.on_trial_start(0, [], trial)
+        for step in range(1, epochs + 1):
+            _epoch(cb, trial, step)
+    cb.on_trial_complete(0, [], early)
+    cb.on_trial_complete(0, [], full)
+    cb.on_trial_error(0, [], broken)
+    ended = {c[1]: (c[2], c[3]) for c in tracker.calls if c[0] == "ended"}
+    assert ended == {"run-x_00001": (1, {STOPPED_BY_TAG: "asha"}), "run-x_00002": (3, {}), "run-x_00003": (1, {})}
+
+
+def test_child_runs_are_named_and_carry_the_effective_config() -> None:
+    created: list[tuple[str, dict[str, Any]]] = []
+    tracker = _FakeTracker()
+    tracker.child_run = lambda trial_id, name, params: (created.append((name, dict(params))) or (f"run-{trial_id}", True))  # type: ignore[method-assign]
+    style = TrialRunStyle(base={"model.encoder": "mlp", "model.decoder": "mlp_small", "train.beta": 1.0})
+    cb = MlflowTrialCallback(tracker, style=style)  # type: ignore[arg-type]
+    cb.on_trial_start(0, [], _Trial("ab12_00007", config={"decoder": "deconv_4x4", "beta": 0.512}))
+    cb.on_trial_start(0, [], _Trial("5f3e", config={"decoder": "mlp"}, experiment_tag="12_decoder=mlp"))
+    [(name, params), (searched_name, _)] = created
+    assert (name, searched_name) == ("t07 deconv_4x4 β=0.512", "t12 mlp")
+    assert params == {"model.encoder": "mlp", "model.decoder": "deconv_4x4", "train.beta": 0.512,
+                      "decoder": "deconv_4x4", "beta": 0.512}
+
+
+@dataclass
+class _Checkpoint:
+    path: Any
+
+    @contextmanager
+    def as_directory(self) -> Iterator[str]:
+        yield str(self.path)
+
+
+def test_reconstructions_are_logged_with_a_step_every_few_epochs_and_once(tmp_path) -> None:
+    (tmp_path / "reconstructions.png").write_bytes(b"png")
+    tracker = _FakeTracker()
+    cb = MlflowTrialCallback(tracker, style=TrialRunStyle(planned_epochs=16))  # type: ignore[arg-type]
+    assert cb.style.image_every == 2
+    trial = _Trial("a")
+    for epoch in (1, 2, 3, 4, 4):   # epoch 4 saved twice (a restart): one image
+        trial.last_result = {"epoch": epoch}
+        cb.on_checkpoint(0, [], trial, _Checkpoint(tmp_path))
+    assert [c for c in tracker.calls if c[0] == "image"] == [("image", "run-a", "reconstructions", 2),
+                                                              ("image", "run-a", "reconstructions", 4)]
+    off = MlflowTrialCallback(_FakeTracker(), log_images=False, style=TrialRunStyle(planned_epochs=16))  # type: ignore[arg-type]
+    off.on_checkpoint(0, [], trial, _Checkpoint(tmp_path))
+    assert not off.backlog and not off.tracker.calls

@@ -139,6 +139,9 @@ def test_killed_then_interrupted_search_is_resumed_to_the_true_best(
     assert parent.data.params["best.decoder"] == best.data.params["decoder"]
     [version] = client.search_model_versions("name = 'itest-vae'")
     assert int(version.version) == 1
+    # the review: the best child alone tagged, the registered version from it
+    assert [c.info.run_id for c in _children(client, record) if c.data.tags.get("vaesearch.best") == "true"] == [best.info.run_id]
+    assert version.run_id == best.info.run_id
 
 
 def test_resume_refuses_what_it_cannot_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

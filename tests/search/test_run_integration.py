@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import mlflow
@@ -14,7 +15,9 @@ from search.cli import main
 from search.config import parse_config
 from search.connect import TrackingUnavailableError
 from search.driver import run_search
+from search.review_plots import REVIEW_PLOTS
 from search.tracking import PARENT_TAG, TRIAL_ID_TAG
+from search.trial_runs import BEST_TAG, EPOCHS_METRIC, STOPPED_BY_TAG
 from tests.search.helpers import EPOCHS, small_search, trial_states
 
 pytestmark = pytest.mark.integration
@@ -50,32 +53,65 @@ def test_search_records_every_trial_in_mlflow(tmp_path: Path, ray_local) -> None
     assert "config.yaml" in [a.path for a in client.list_artifacts(summary.parent_run_id)]
     assert "best/test/nll" in parent.data.metrics and "best/val/nelbo" in parent.data.metrics
     assert parent.data.params["best.decoder"] in ("mlp_small", "deconv_2x2")
+    # searched settings: the space and the winner, never the base value the trials overrode
+    assert "model.decoder" not in parent.data.params and "train.beta" not in parent.data.params
+    assert parent.data.params["model.encoder"] == "mlp" and "search.space.decoder" in parent.data.params
+    review = {a.path for a in client.list_artifacts(summary.parent_run_id, "review")}
+    assert review == set(REVIEW_PLOTS)
 
     children = _children(client, summary)
     assert len(children) == 4
     assert len({c.data.tags[TRIAL_ID_TAG] for c in children}) == 4
     for child in children:
         assert child.info.status == "FINISHED"
-        assert set(child.data.params) >= {"beta", "latent_dim", "decoder", "schedule", "objective"}
+        params = child.data.params
+        assert set(params) >= {"beta", "latent_dim", "decoder", "schedule", "objective", "model.encoder", "model.width",
+                               "model.likelihood", "train.epochs", "final_eval.test_nll_k"}
+        assert params["model.decoder"] == params["decoder"] and params["train.beta"] == params["beta"]
+        assert re.fullmatch(rf"t0[1-4] {params['decoder']} β=[0-9.]+ z={params['latent_dim']} {params['schedule']}",
+                            child.info.run_name), child.info.run_name
         history = client.get_metric_history(child.info.run_id, "val/nelbo")
         assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
         assert {"val/rate", "val/distortion", "val/active_units", "val/mi", "val/marginal_kl", "train/loss",
-                "beta"} <= set(child.data.metrics)
+                "train/beta_t"} <= set(child.data.metrics)
+        assert not {"beta", "test/nll_k"} & set(child.data.metrics)   # settings are params
+        assert child.data.metrics[EPOCHS_METRIC] == EPOCHS and STOPPED_BY_TAG not in child.data.tags
         assert child.data.metrics["val/mi"] <= math.log(180) + 1e-6  # digits: 180 validation images, MI ≤ log N
-        iwae = child.data.params["objective"] == "iwae"
+        iwae = params["objective"] == "iwae"
         assert ("val/iwae" in child.data.metrics) == iwae
-        assert child.data.params.get("objective.iwae.k") in ({"2", "4"} if iwae else {None})
+        assert params.get("objective.iwae.k") in ({"2", "4"} if iwae else {None})
         images = {a.path for a in client.list_artifacts(child.info.run_id, "images")}
-        assert images == {"images/reconstructions.png", "images/samples.png", "images/pseudo_inputs.png"}
+        assert {"images/reconstructions.png", "images/samples.png", "images/pseudo_inputs.png"} <= images
         assert [a.path for a in client.list_artifacts(child.info.run_id, "prior")] == ["prior/prior.json"]
+        # and the reconstructions at every epoch (2 planned: every epoch), with a step for the UI's slider
+        stepped = sorted(p.split("+")[2] for p in images if p.startswith("images/reconstructions+step+") and p.endswith(".png"))
+        assert stepped == [str(e) for e in range(1, EPOCHS + 1)], images
 
     # the best trial's run carries the importance-sampled test NLL; the best is really the best
     best_child = client.get_run(summary.best_run_id)
     assert "test/nll" in best_child.data.metrics
     assert best_child.data.metrics["val/nelbo"] == min(c.data.metrics["val/nelbo"] for c in children)
 
+    assert [c.info.run_id for c in children if c.data.tags.get(BEST_TAG) == "true"] == [summary.best_run_id]
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith(f"**Best trial: [{best_child.info.run_name}](#/experiments/{summary.experiment_id}/runs/{best_child.info.run_id})**")
+    assert "**4 trials**: 4 ran to the end, 0 stopped early" in note and "### Top 4 by `val/nelbo`" in note
+    assert all(f"`{path}`" in note for path in REVIEW_PLOTS)
+
+    # registered from the best trial's run, described, tagged, with a signature; the alias points at it
+    version = client.get_model_version_by_alias("itest-vae", "champion")
+    assert str(version.version) == "1" and version.run_id == summary.best_run_id
+    assert "dataset `digits`" in version.description and summary.parent_run_id in version.description
+    assert version.tags["decoder"] == best_child.data.params["decoder"] and float(version.tags["test/nll"]) > 0
+    info = mlflow.models.get_model_info("models:/itest-vae@champion")
+    assert info.signature is not None and list(info.signature.inputs.inputs[0].shape) == [-1, 1, 8, 8]
+    logged = mlflow.get_logged_model(info.model_id)
+    assert logged.source_run_id == summary.best_run_id
+    assert not [m.key for m in logged.metrics or [] if m.key.startswith(("arm/", "best/"))]
+    assert "best_checkpoint/state.pt" in [a.path for a in client.list_artifacts(summary.best_run_id, "best_checkpoint")]
+
     # the registered model loads back and is a working VAE
-    model = mlflow.pytorch.load_model("models:/itest-vae/1")
+    model = mlflow.pytorch.load_model("models:/itest-vae@champion")
     x = torch.rand(3, 1, 8, 8)
     assert model.reconstruct(x).shape == (3, 1, 8, 8)
     assert torch.isfinite(model(x.bernoulli()).log_px_z).all()
@@ -135,6 +171,10 @@ def test_cli_run_prints_a_summary(tmp_path: Path, ray_local, capsys: pytest.Capt
     assert "best config:" in out and "MLflow parent run:" in out and "mlflow ui --backend-store-uri" in out
     runs = MlflowClient(tracking_uri=uri).search_runs([MlflowClient(tracking_uri=uri).get_experiment_by_name("itest").experiment_id])
     assert len(runs) == 3  # parent + 2 trials (--num-samples overrides the file's 8)
+    for child in [r for r in runs if PARENT_TAG in r.data.tags]:   # ASHA may stop one: then it says so
+        stopped = child.data.metrics[EPOCHS_METRIC] < EPOCHS
+        assert child.data.tags.get(STOPPED_BY_TAG) == ("asha" if stopped else None), child.data
+
 
 
 def test_unreachable_tracking_server_fails_before_any_trial(tmp_path: Path) -> None:

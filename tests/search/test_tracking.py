@@ -47,3 +47,22 @@ def test_a_later_best_does_not_collide_with_the_params_logged_before(tmp_path: P
     assert run.data.tags["vaesearch.best_run_id"] == "run-b"
     assert run.info.status == "FINISHED" and run.data.tags[STATE_TAG] == "finished"
     assert "best.decoder was logged as mlp_small" in caplog.text
+
+
+def test_the_best_tag_is_on_one_child_and_moves_with_the_best(tmp_path: Path) -> None:
+    """A resumed search whose best changed moves ``vaesearch.best`` to the new best child."""
+    from search.config import parse_config
+    from search.trial_runs import BEST_TAG
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "best-tag")
+    tracker.start_parent(parse_config({}), None, run_name="s", searched=["model.decoder"])
+    a, _ = tracker.child_run("t1", "t01 mlp", {"decoder": "mlp"})
+    b, _ = tracker.child_run("t2", "t02 deconv", {"decoder": "deconv"})
+    tracker.mark_best(a)
+    tracker.mark_best(b)
+    client = tracker.client
+    assert [r for r in (a, b) if client.get_run(r).data.tags.get(BEST_TAG) == "true"] == [b]
+    params = client.get_run(tracker.parent_run_id).data.params
+    assert "model.decoder" not in params and "model.encoder" in params   # a searched setting's base is left out
+    tracker.set_description("**best**: t02")
+    assert client.get_run(tracker.parent_run_id).data.tags["mlflow.note.content"] == "**best**: t02"
