@@ -159,7 +159,7 @@ def write_images(model: VAE, originals: torch.Tensor, directory: str | Path, *, 
     model.eval()
     cols = max(1, math.ceil(math.sqrt(2 * originals.shape[0])))
     pairs = reconstruction_pairs(originals, model.reconstruct(originals), cols)
-    save_png(pairs, Path(directory) / RECONSTRUCTIONS_PNG, nrow=cols)
+    save_png(pairs, Path(directory) / RECONSTRUCTIONS_PNG, nrow=cols, row_labels=["input", "recon"])
     generator = torch.Generator(device=originals.device).manual_seed(seed)
     save_png(model.sample(n_samples, generator=generator), Path(directory) / SAMPLES_PNG)
     write_prior_artifacts(model, directory)
@@ -184,11 +184,12 @@ def write_head_images(model: SharedEncoderVAE, originals: torch.Tensor, director
     try:
         n = originals.shape[0]
         rows = [originals] + [model.reconstruct(originals, k) for k in range(len(model.heads))]
-        save_png(torch.cat(rows), Path(directory) / RECONSTRUCTIONS_PNG, nrow=n)
+        save_png(torch.cat(rows), Path(directory) / RECONSTRUCTIONS_PNG, nrow=n,
+                 row_labels=["input", *model.decoder_names])
         generator = torch.Generator(device=originals.device).manual_seed(seed)
         z = model.prior.sample(n, device=originals.device, generator=generator)  # (n, D)
         with torch.no_grad():
             samples = [model.likelihood.mean(head(z)) for head in model.heads]  # K × (n, C, H, W)
-        save_png(torch.cat(samples), Path(directory) / SAMPLES_PNG, nrow=n)
+        save_png(torch.cat(samples), Path(directory) / SAMPLES_PNG, nrow=n, row_labels=list(model.decoder_names))
     finally:
         model.train(was_training)
