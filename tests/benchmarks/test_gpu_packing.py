@@ -34,7 +34,7 @@ def test_trials_that_never_overlap_give_no_throughput() -> None:
 
 @pytest.mark.integration
 def test_script_runs_n_trials_at_once_through_tune(ray_local: None, capsys: pytest.CaptureFixture[str]) -> None:
-    code = gpu_packing.main(["--device", "cpu", "--packing", "1", "2", "--epochs", "6", "--dataset", "mnist5k",
+    code = gpu_packing.main(["--device", "cpu", "--packing", "1", "2", "--epochs", "4", "--dataset", "mnist5k",
                              "--decoder", "mlp_small", "--width", "0.25"])
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
@@ -42,7 +42,7 @@ def test_script_runs_n_trials_at_once_through_tune(ray_local: None, capsys: pyte
     rows = [line.split() for line in table]
     assert [r[0] for r in rows] == ["1", "2"]
     for n, epochs, window, throughput, ratio, seconds, overlap, errors in rows:
-        assert int(epochs) == 6 * int(n) and int(overlap) == int(n) and int(errors) == 0
+        assert int(epochs) == 4 * int(n) and int(overlap) == int(n) and int(errors) == 0
         assert float(window) > 0 and float(throughput) > 0 and float(seconds) > 0
     assert float(rows[0][4]) == 1.0
 

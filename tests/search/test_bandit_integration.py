@@ -101,21 +101,44 @@ def test_shared_encoder_mode(tmp_path: Path, ray_local) -> None:
     assert len(_parent_and_children(data["tracking"]["uri"])[2]) == 2  # no new child run
 
 
-def test_bandit_tpe_search_logs_arms(tmp_path: Path, ray_local) -> None:
+def test_bandit_tpe_search_with_a_plugin_arm_on_an_image_folder_logs_arms(tmp_path: Path, ray_local) -> None:
+    """A plug-in decoder (its module only beside the config) and a built-in as the arms of one
+    ``bandit_tpe`` + ASHA search on an ``image_folder`` dataset of PNGs (8x8 digits read back at 12x12)."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from search.config import load_config
+    from tests.plugin_files import forget, write_module
+
+    images = (load_digits().images[:300] * (255 / 16)).astype(np.uint8)
+    for i, image in enumerate(images):
+        (tmp_path / "imgs" / str(i % 10)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image, "L").save(tmp_path / "imgs" / str(i % 10) / f"{i}.png")
+    module = write_module(tmp_path)
+    arms = ["mlp_small", "tiny"]
     data = _base(tmp_path, search={
         "algorithm": "bandit_tpe", "num_samples": 4, "max_concurrent": 2, "n_startup_trials": 1,
-        "space": {"decoder": ARMS, "beta": {"low": 0.5, "high": 2.0, "log": True}},
+        "space": {"decoder": ["mlp_small", {"path": f"{module}:TinyDecoder", "name": "tiny"}],
+                  "beta": {"low": 0.5, "high": 2.0, "log": True}},
         "scheduler": {"name": "asha", "grace_period": 1}})
+    data["data"] = {"name": "image_folder", "path": "imgs", "resize": 12}
     data["train"]["epochs"] = 2
-    summary = run_search(parse_config(data), verbose=0)
+    (tmp_path / "tpe.yaml").write_text(yaml.safe_dump(data))
+    try:
+        summary = run_search(load_config(tmp_path / "tpe.yaml"), verbose=0)
+    finally:
+        forget(tmp_path)
     assert summary.n_trials == 4 and summary.n_errors == 0
+    assert summary.best_config["decoder"] in arms and summary.model_uri is not None
     client, parent, children = _parent_and_children(data["tracking"]["uri"])
-    assert len(children) == 4
-    trials = {arm: parent.data.metrics[f"arm/{arm}/trials"] for arm in ARMS}
+    assert len(children) == 4 and parent.data.params["data.name"] == "image_folder"
+    assert sorted(set(c.data.params["decoder"] for c in children)) == arms   # each arm tried, by its readable name
+    trials = {arm: parent.data.metrics[f"arm/{arm}/trials"] for arm in arms}
     assert sum(trials.values()) == 4 and all(n >= 1 for n in trials.values())  # untried arms go first
-    assert all(f"arm/{arm}/best_val_nelbo" in parent.data.metrics for arm in ARMS)
-    arms = json.loads(Path(client.download_artifacts(parent.info.run_id, "arms.json", str(tmp_path))).read_text())
-    assert sorted(a["arm"] for a in arms) == sorted(ARMS)
+    assert all(f"arm/{arm}/best_val_nelbo" in parent.data.metrics for arm in arms)
+    logged = json.loads(Path(client.download_artifacts(parent.info.run_id, "arms.json", str(tmp_path))).read_text())
+    assert sorted(a["arm"] for a in logged) == arms
     for child in children:   # ASHA (grace period 1) may stop a trial after epoch 1: then it says so
         stopped = child.data.metrics["epochs_completed"] < 2
         assert child.data.tags.get("vaesearch.stopped_by") == ("asha" if stopped else None)

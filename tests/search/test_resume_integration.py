@@ -26,7 +26,7 @@ from tests.search.helpers import assert_one_child_per_trial, small_search, trial
 
 pytestmark = pytest.mark.integration
 
-TRIALS, EPOCHS = 4, 16
+TRIALS, EPOCHS = 4, 12
 
 
 def _stop_when(cmd: list[str], cwd: Path, sig: signal.Signals, ready: Callable[[], bool]) -> tuple[int, str]:
@@ -154,7 +154,7 @@ def test_resume_refuses_what_it_cannot_resume(tmp_path: Path, capsys: pytest.Cap
     assert "'a-mode-from-the-future'" in err and "bandit-allocation" in err and "search" in err  # the known modes
 
 
-BUDGET, PULL = 16, 2  # epochs over both arms of the bandit; epochs per pull (about a second each)
+BUDGET, PULL = 12, 2  # epochs over both arms of the bandit; epochs per pull (about a second each)
 
 
 def test_killed_then_stopped_bandit_allocation_spends_exactly_its_budget(

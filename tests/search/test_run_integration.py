@@ -68,8 +68,8 @@ def test_search_records_every_trial_in_mlflow(tmp_path: Path, ray_local) -> None
         assert set(params) >= {"beta", "latent_dim", "decoder", "schedule", "objective", "model.encoder", "model.width",
                                "model.likelihood", "train.epochs", "final_eval.test_nll_k"}
         assert params["model.decoder"] == params["decoder"] and params["train.beta"] == params["beta"]
-        assert re.fullmatch(rf"t0[1-4] {params['decoder']} β=[0-9.]+ z={params['latent_dim']} {params['schedule']}",
-                            child.info.run_name), child.info.run_name
+        assert re.fullmatch(rf"t0[1-4] {params['decoder']} β=[0-9.]+ z={params['latent_dim']} {params['schedule']} "
+                            rf"{params['objective']}", child.info.run_name), child.info.run_name
         history = client.get_metric_history(child.info.run_id, "val/nelbo")
         assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
         assert {"val/rate", "val/distortion", "val/active_units", "val/mi", "val/marginal_kl", "train/loss",

@@ -89,15 +89,17 @@ def test_search_is_tracked_over_http_with_credentials(server: str, ray_local: No
         assert sorted(steps) == list(range(1, EPOCHS + 1))
         # artifacts went through the server's artifact proxy (--serve-artifacts)
         images = {a.path for a in client.list_artifacts(child.info.run_id, "images")}
-        assert images == {"images/reconstructions.png", "images/samples.png"}
+        assert {"images/reconstructions.png", "images/samples.png"} <= images
+        stepped = sorted(p.split("+")[2] for p in images if p.startswith("images/reconstructions+step+") and p.endswith(".png"))
+        assert stepped == [str(e) for e in range(1, EPOCHS + 1)], images   # the step images over HTTP too
 
     # the best model was logged and registered over HTTP and loads back as a working VAE
     versions = client.search_model_versions("name = 'httptest-vae'")
-    assert len(versions) == 1 and versions[0].run_id == summary.parent_run_id
+    assert len(versions) == 1 and versions[0].run_id == summary.best_run_id   # from the best trial's own run
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(server)
     try:
-        model = mlflow.pytorch.load_model("models:/httptest-vae/1")
+        model = mlflow.pytorch.load_model("models:/httptest-vae@champion")   # by the alias, over HTTP
     finally:
         mlflow.set_tracking_uri(previous)
     assert model.reconstruct(torch.rand(3, 1, 8, 8)).shape == (3, 1, 8, 8)
