@@ -26,7 +26,7 @@ from tests.search.helpers import assert_one_child_per_trial, small_search, trial
 
 pytestmark = pytest.mark.integration
 
-TRIALS, EPOCHS = 4, 12
+TRIALS, EPOCHS = 4, 16  # enough epochs left after the SIGKILL for the resume to be interrupted mid-trial
 
 
 def _stop_when(cmd: list[str], cwd: Path, sig: signal.Signals, ready: Callable[[], bool]) -> tuple[int, str]:
