@@ -26,14 +26,21 @@ from tests.search.helpers import assert_one_child_per_trial, small_search, trial
 
 pytestmark = pytest.mark.integration
 
-TRIALS, EPOCHS = 4, 16  # enough epochs left after the SIGKILL for the resume to be interrupted mid-trial
+TRIALS, EPOCHS = 4, 8
+#: Each training step sleeps (a plug-in decoder): an epoch takes about half a second whatever the
+#: machine, so that the trials still running at the SIGKILL have epochs left for the resume to be
+#: interrupted in.
+STEP_DELAY = 0.05
+#: Tune saves its experiment state (what ``_terminated`` reads) every second, not every ten.
+DRIVER_ENV = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
 
 
 def _stop_when(cmd: list[str], cwd: Path, sig: signal.Signals, ready: Callable[[], bool]) -> tuple[int, str]:
     """Run a driver in its own process group; once ``ready()``, SIGKILL the group (the machine
     lost) or send ``sig`` to the driver alone (as a shell's Ctrl-C or a scheduler's stop reaches
     it). Returns its exit code and standard output."""
-    proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=DRIVER_ENV)
     try:
         deadline = time.monotonic() + 240
         while not ready():
@@ -96,10 +103,16 @@ def _assert_interrupted(client: MlflowClient, record: ExperimentRecord, rc: int,
 
 
 def test_killed_then_interrupted_search_is_resumed_to_the_true_best(
-    tmp_path: Path, ray_local, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, ray_local, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
 ) -> None:
+    from tests.plugin_files import forget, write_module
+
     data = small_search(tmp_path, num_samples=TRIALS, max_concurrent=2)
     data["train"]["epochs"] = EPOCHS
+    module = write_module(tmp_path)   # found beside the config, by the resumes too
+    slow = {"path": f"{module}:TinyDecoder", "kwargs": {"delay": STEP_DELAY}, "name": "slow"}
+    data["search"]["space"]["decoder"] = [slow, {**slow, "kwargs": {"delay": STEP_DELAY, "hidden": 32}, "name": "slow32"}]
+    request.addfinalizer(lambda: forget(tmp_path))
     config_file = tmp_path / "search.yaml"
     config_file.write_text(yaml.safe_dump(data))
     uri, storage = data["tracking"]["uri"], tmp_path / "ray_results"
@@ -117,6 +130,7 @@ def test_killed_then_interrupted_search_is_resumed_to_the_true_best(
 
     # 2. Its resume gets Ctrl-C after two more epochs.
     logged = _epochs_logged(uri)
+    assert logged <= TRIALS * EPOCHS - 4, logged   # epochs left to interrupt
     rc, out = _stop_when([sys.executable, "-m", "search.cli", "resume", str(path), "--verbose", "0"], tmp_path,
                          signal.SIGINT, lambda: _epochs_logged(uri) >= logged + 2)
     _assert_interrupted(client, record, rc, out, path)
