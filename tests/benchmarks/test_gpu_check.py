@@ -57,9 +57,9 @@ def test_the_absent_packages_really_are_absent(bare_env: dict[str, str], tmp_pat
 def test_check_runs_with_torch_and_the_model_side_alone(bare_env: dict[str, str], tmp_path: Path) -> None:
     out_file = tmp_path / "out" / "gpu_check.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--decoders", "mlp_small", "--width", "0.0625",
-         "--train-images", "200", "--repeats", "2", "--packing", "1", "2", "--packing-decoders", "mlp_small",
-         "--epochs", "3", "--out", str(out_file)],
+        [sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--decoders", "mlp_small",
+         "--width", "0.0625", "--train-images", "200", "--repeats", "2", "--packing", "1", "2",
+         "--packing-decoders", "mlp_small", "--epochs", "3", "--out", str(out_file)],
         env=bare_env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -89,8 +89,8 @@ def test_check_runs_with_torch_and_the_model_side_alone(bare_env: dict[str, str]
 
 def test_packing_epochs_shrink_to_the_budget_but_not_below_three() -> None:
     assert gpu_check.packing_epochs(8, [1, 2, 4, 8], None, 100.0) == 8        # nothing measured: as asked
-    assert gpu_check.packing_epochs(8, [1, 2, 4, 8], 0.1, 100.0) == 8         # 15 x 8 x 0.1 s = 12 s fits
-    assert gpu_check.packing_epochs(8, [1, 2, 4, 8], 1.0, 75.0) == 5          # 15 s per epoch of every n
+    assert gpu_check.packing_epochs(8, [1, 2, 4, 8], 0.1, 100.0) == 8         # 15 x (8 + 1) x 0.1 s = 13.5 s fits
+    assert gpu_check.packing_epochs(8, [1, 2, 4, 8], 1.0, 75.0) == 4          # 15 s per epoch of every n, + warm-up
     assert gpu_check.packing_epochs(8, [1, 2, 4, 8], 10.0, 20.0) == 3         # the window needs 3
     assert gpu_check.packing_epochs(8, [1, 2], 1.0, -5.0) == 3                # budget already spent
 
