@@ -187,15 +187,10 @@ class Tracker:
         return [r.info.run_id for r in runs]
 
     def log_model(self, model: Any, run_id: str, registered: RegistryEntry | None = None,
-                  checkpoint_dir: str | None = None) -> str:
-        """Log the best VAE with ``mlflow.pytorch.log_model`` in its own trial's run ``run_id``
-        (so the model carries that trial's metrics, not the parent's), with a signature and an
-        input example; register it as ``registered`` describes; returns the model URI."""
-        return self.log_model_version(model, run_id, registered, checkpoint_dir)[0]
-
-    def log_model_version(self, model: Any, run_id: str, registered: RegistryEntry | None = None,
-                          checkpoint_dir: str | None = None) -> tuple[str, str | None]:
-        """:meth:`log_model`, returning (model URI, registered version or None)."""
+                  checkpoint_dir: str | None = None) -> LoggedModel:
+        """Log a VAE with ``mlflow.pytorch.log_model`` in its own trial's run ``run_id`` (so the
+        model carries that trial's metrics, not the parent's), with a signature and an input
+        example, and ``checkpoint_dir`` beside it; register it as ``registered`` describes."""
         mlflow.set_tracking_uri(self.uri)
         example = model.sample(2).detach().cpu().numpy().astype(np.float32)   # (2, C, H, W) in [0, 1]
         signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *example.shape[1:]), "x")]))
@@ -214,7 +209,7 @@ class Tracker:
         version = getattr(info, "registered_model_version", None)
         if registered is not None and version is not None:
             self._describe_version(registered, str(version))
-        return info.model_uri, (str(version) if registered is not None and version is not None else None)
+        return LoggedModel(info.model_uri, str(version) if registered is not None and version is not None else None)
 
     def _describe_version(self, entry: RegistryEntry, version: str) -> None:
         self.client.update_model_version(entry.name, version, description=entry.description)
@@ -299,6 +294,12 @@ class Tracker:
                 self.client.log_artifact(run_id, str(path), artifact_path="prior" if name.endswith(".json") else "images")
                 logged.append(name)
         return logged
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    uri: str                 # models:/… of the logged model
+    version: str | None      # its registered version, None when not registered
 
 
 @dataclass(frozen=True)

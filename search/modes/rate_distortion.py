@@ -153,7 +153,7 @@ class RateDistortionMode(SearchMode):
                 continue
             entry = self._front_entry(t, run) if registered else None
             with result.checkpoint.as_directory() as directory:
-                _, version = tracker.log_model_version(load_model(directory), t.run_id, entry, directory)
+                version = tracker.log_model(load_model(directory), t.run_id, entry, directory).version
             if version:
                 summary.model_versions.append(version)
         summary.registered_model = registered if summary.model_versions else None

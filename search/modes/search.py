@@ -161,7 +161,7 @@ class SearchMode(Mode):
             entry = registry_entry(config, best.config, metrics, run) if config.tracking.registered_model else None
             with best.checkpoint.as_directory() as directory:
                 summary.model_uri = tracker.log_model(load_model(directory), best_run_id or run.parent_run_id, entry,
-                                                      directory)
+                                                      directory).uri
             summary.registered_model = config.tracking.registered_model
         log_review(run, records, best_run_id=best_run_id, best_metrics=metrics, stopped_by=stopped_by)
 
