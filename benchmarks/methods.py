@@ -59,12 +59,15 @@ def search_space(grid: Grid) -> dict[str, Any]:
     def rng(values: tuple[float, ...] | tuple[int, ...]) -> Any:
         return {"low": min(values), "high": max(values), "log": True} if len(values) > 1 else values[0]
 
-    return {
+    space: dict[str, Any] = {
         "decoder": list(grid.decoder) if len(grid.decoder) > 1 else grid.decoder[0],
         "beta": rng(grid.beta),
         "latent_dim": rng(grid.latent_dim),
         "schedule": {name: {} for name in grid.schedule},
     }
+    if grid.lr:
+        space["lr"] = rng(grid.lr)
+    return space
 
 
 def build_config(method: Method, grid: Grid, *, epochs: int, seed: int, workers: int,

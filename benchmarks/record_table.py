@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.table import (
-    AXES,
     FORMAT,
     METRICS,
     SEED_AXIS,
@@ -57,7 +56,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "dataset": "mnist5k", "epochs": 20, "width": 0.0625, "max_train": 1000, "batch_size": 50, "lr": 1e-3,
     "encoder": "conv",
 }
-_FLAG_OF = {"decoder": "decoders", "beta": "betas", "latent_dim": "latents", "schedule": "schedules", "seed": "seeds"}
+_FLAG_OF = {"decoder": "decoders", "beta": "betas", "latent_dim": "latents", "schedule": "schedules", "seed": "seeds",
+            "lr": "lrs"}
+#: Settings a table may fix besides the defaults (absent from older tables' meta.json: the config's defaults).
+OPTIONAL_SETTINGS = ("likelihood", "sigma_mode", "binarize")
 
 
 def build_config(settings: dict[str, Any]) -> Any:
@@ -66,9 +68,13 @@ def build_config(settings: dict[str, Any]) -> Any:
 
     return parse_config({
         "name": "lc-table", "seed": 0,
-        "data": {"name": settings["dataset"], "max_train": settings["max_train"], "download": False},
-        "model": {"encoder": settings["encoder"], "width": settings["width"]},
-        "train": {"epochs": settings["epochs"], "batch_size": settings["batch_size"], "lr": settings["lr"]},
+        "data": {"name": settings["dataset"], "max_train": settings["max_train"], "download": False,
+                 **({"binarize": settings["binarize"]} if settings.get("binarize") else {})},
+        "model": {"encoder": settings["encoder"], "width": settings["width"],
+                  **{key: settings[key] for key in ("likelihood", "sigma_mode") if settings.get(key)}},
+        # lr: a fixed setting, or (absent) an axis of the grid that every trial's config sets
+        "train": {"epochs": settings["epochs"], "batch_size": settings["batch_size"],
+                  **({"lr": settings["lr"]} if "lr" in settings else {})},
         "final_eval": {"trials": "none"},
     })
 
@@ -125,16 +131,20 @@ def resolve(args: argparse.Namespace, out: Path) -> tuple[Grid, dict[str, Any], 
     for axis, flag in _FLAG_OF.items():
         given = getattr(args, flag)
         if given is not None:
-            if meta and [str(v) for v in given] != [str(v) for v in grid_dict[axis]]:
-                raise ValueError(f"{out} was recorded with {axis}={grid_dict[axis]}, got --{flag} {given}; "
-                                 "use the same grid or another --out")
+            if meta and [str(v) for v in given] != [str(v) for v in grid_dict.get(axis, [])]:
+                raise ValueError(f"{out} was recorded with {axis}={grid_dict.get(axis, 'not an axis')}, got --{flag} "
+                                 f"{given}; use the same grid or another --out")
             grid_dict[axis] = given
-    for key in DEFAULT_SETTINGS:
+    for key in (*DEFAULT_SETTINGS, *OPTIONAL_SETTINGS):
         given = getattr(args, key, None)
         if given is not None:
-            if meta and given != settings[key]:
-                raise ValueError(f"{out} was recorded with {key}={settings[key]!r}, got {given!r}; use another --out")
+            if meta and given != settings.get(key):
+                raise ValueError(f"{out} was recorded with {key}={settings.get(key)!r}, got {given!r}; use another --out")
             settings[key] = given
+    if "lr" in grid_dict:
+        if args.lr is not None:
+            raise ValueError("--lr fixes the learning rate and --lrs makes it an axis of the grid; give one of them")
+        settings.pop("lr", None)   # an axis, not a fixed setting
     return Grid.from_dict(grid_dict), settings, meta
 
 
@@ -165,7 +175,8 @@ class CurveRecorder:
         if error is None and len(rows) != self.epochs:
             return  # stopped by the time budget: not a curve, record it next session
         config = trial.config
-        point = Point(config["decoder"], float(config["beta"]), int(config["latent_dim"]), config["schedule"])
+        point = Point(config["decoder"], float(config["beta"]), int(config["latent_dim"]), config["schedule"],
+                      float(config["lr"]) if "lr" in config else None)
         metrics = {k: [float("nan") if r[k] is None else float(r[k]) for r in rows] for k in METRICS}
         append_curve(self.path, Curve(point, int(config[SEED_AXIS]), metrics, error))
         self.written += 1
@@ -200,7 +211,7 @@ def record(out: Path, grid: Grid, settings: dict[str, Any], runs: list[tuple[Poi
         tune.Tuner(
             trainable,
             # points_to_evaluate fill keys of the param space: every key is given, nothing is sampled.
-            param_space={axis: tune.choice(list(getattr(grid, axis))) for axis in (*AXES, SEED_AXIS)},
+            param_space={axis: tune.choice(list(getattr(grid, axis))) for axis in (*grid.axes, SEED_AXIS)},
             tune_config=tune.TuneConfig(
                 search_alg=BasicVariantGenerator(points_to_evaluate=points), num_samples=len(points),
                 # One actor per worker, kept across trials: a new trial is then a fresh call of
@@ -235,7 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=float)
     parser.add_argument("--max-train", dest="max_train", type=int)
     parser.add_argument("--batch-size", dest="batch_size", type=int)
-    parser.add_argument("--lr", type=float)
+    parser.add_argument("--lr", type=float, help="the fixed learning rate (tables without an lr axis)")
+    parser.add_argument("--lrs", nargs="+", type=float, help="learning rates as an axis of the grid")
+    parser.add_argument("--likelihood", help="e.g. gaussian (learned sigma) for grey levels with --binarize none")
+    parser.add_argument("--sigma-mode", dest="sigma_mode", choices=["fixed", "learned", "optimal"])
+    parser.add_argument("--binarize", choices=["dynamic", "static", "none"])
     parser.add_argument("--dataset")
     parser.add_argument("--encoder")
     parser.add_argument("--concurrent", type=int, default=2, help="trials at a time (one CPU each)")
@@ -258,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "part": list(part),
                "concurrent": args.concurrent, "gpu": args.gpu}
     meta = meta or {"format": FORMAT, "grid": grid.to_dict(), "settings": settings, "epochs": settings["epochs"],
-                    "axes": list(AXES), "metrics": list(METRICS), "sessions": []}
+                    "axes": list(grid.axes), "metrics": list(METRICS), "sessions": []}
     from dataclasses import asdict
 
     from search.trial_specs import trial_spec

@@ -52,4 +52,15 @@ def snap(config: Mapping[str, Any], grid: Grid, defaults: Mapping[str, Any] | No
         beta=float(nearest_log(float(merged["beta"]), grid.beta)),
         latent_dim=int(nearest_log(float(merged["latent_dim"]), [float(d) for d in grid.latent_dim])),
         schedule=_categorical(merged, "schedule", grid.schedule),
+        lr=_lr(merged, grid),
     )
+
+
+def _lr(config: Mapping[str, Any], grid: Grid) -> float | None:
+    """The learning rate snapped to the grid's (log space) where the table varies it; else None
+    (the table trained every curve at one fixed lr, so a proposed one is ignored)."""
+    if not grid.lr:
+        return None
+    if "lr" not in config:
+        raise ValueError(f"the proposal has no 'lr' (the table's grid varies it), got {dict(config)}")
+    return float(nearest_log(float(config["lr"]), grid.lr))

@@ -7,7 +7,8 @@ replayed against them (``benchmarks/replay.py``) without training anything.
 On disk a table is a directory:
 
 - ``meta.json``: format tag, the grid (``decoder``, ``beta``, ``latent_dim``, ``schedule``,
-  ``seed`` axes), epochs per curve, the fixed trial settings (``trial_spec``), and one entry per
+  ``seed`` axes, and optionally ``lr``: a table without it trained every curve at the fixed
+  ``settings.lr``), epochs per curve, the fixed trial settings (``trial_spec``), and one entry per
   recording session (command, machine, date).
 - ``*.jsonl``: one line per recorded (grid point, seed): the point's keys, ``epochs`` and one
   list per metric (index e = epoch e + 1), plus ``error`` for a trial that failed (its curve
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 FORMAT = "vaesearch-lc-table/1"
 META_FILE = "meta.json"
 AXES = ("decoder", "beta", "latent_dim", "schedule")   # a config of the table (the searched keys)
+OPTIONAL_AXES = ("lr",)   # axes a table may add; without one, its value is a fixed setting of the table
 SEED_AXIS = "seed"
 METRICS = ("val/nelbo", "val/rate", "val/distortion", "val/active_units", "time/epoch_seconds", "time_this_iter_s")
 DIGITS = 4  # decimals kept per value: 1e-4 nats is far below seed noise, and keeps lines short
@@ -45,10 +47,15 @@ class Point:
     beta: float
     latent_dim: int
     schedule: str
+    lr: float | None = None   # None: the table has no lr axis
 
     def as_config(self) -> dict[str, Any]:
         """The trial config keys the trainable reads (``trainables.spec.TrialSpec``)."""
-        return {"decoder": self.decoder, "beta": self.beta, "latent_dim": self.latent_dim, "schedule": self.schedule}
+        config: dict[str, Any] = {"decoder": self.decoder, "beta": self.beta, "latent_dim": self.latent_dim,
+                                  "schedule": self.schedule}
+        if self.lr is not None:
+            config["lr"] = self.lr
+        return config
 
 
 @dataclass(frozen=True)
@@ -60,9 +67,15 @@ class Grid:
     latent_dim: tuple[int, ...]
     schedule: tuple[str, ...]
     seed: tuple[int, ...]
+    lr: tuple[float, ...] = ()   # empty: not an axis of this table
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """The config axes this table varies (the seed apart)."""
+        return (*AXES, *(a for a in OPTIONAL_AXES if getattr(self, a)))
 
     def __post_init__(self) -> None:
-        for name in (*AXES, SEED_AXIS):
+        for name in (*self.axes, SEED_AXIS):
             values = getattr(self, name)
             if not values:
                 raise ValueError(f"grid axis {name!r} is empty; give at least one value")
@@ -70,6 +83,8 @@ class Grid:
                 raise ValueError(f"grid axis {name!r} has repeated values, got {values}")
         if any(b <= 0 for b in self.beta) or any(d < 1 for d in self.latent_dim):
             raise ValueError(f"beta must be > 0 and latent_dim >= 1, got {self.beta=}, {self.latent_dim=}")
+        if any(not lr > 0 for lr in self.lr):
+            raise ValueError(f"lr must be > 0, got {self.lr=}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Sequence[Any]]) -> Grid:
@@ -79,15 +94,16 @@ class Grid:
         return cls(
             decoder=tuple(str(v) for v in data["decoder"]), beta=tuple(float(v) for v in data["beta"]),
             latent_dim=tuple(int(v) for v in data["latent_dim"]), schedule=tuple(str(v) for v in data["schedule"]),
-            seed=tuple(int(v) for v in data[SEED_AXIS]),
+            seed=tuple(int(v) for v in data[SEED_AXIS]), lr=tuple(float(v) for v in data.get("lr", ())),
         )
 
     def to_dict(self) -> dict[str, list[Any]]:
-        return {name: list(getattr(self, name)) for name in (*AXES, SEED_AXIS)}
+        return {name: list(getattr(self, name)) for name in (*self.axes, SEED_AXIS)}
 
     def points(self) -> list[Point]:
         """Every config, decoder-major (a fixed order: parts and resume rely on it)."""
-        return [Point(*values) for values in product(self.decoder, self.beta, self.latent_dim, self.schedule)]
+        return [Point(*values)
+                for values in product(self.decoder, self.beta, self.latent_dim, self.schedule, self.lr or (None,))]
 
     def runs(self) -> list[tuple[Point, int]]:
         """Every (config, seed) curve to record, seed-major so a part of the grid covers every config early."""
@@ -122,7 +138,8 @@ class Curve:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Curve:
-        point = Point(str(row["decoder"]), float(row["beta"]), int(row["latent_dim"]), str(row["schedule"]))
+        point = Point(str(row["decoder"]), float(row["beta"]), int(row["latent_dim"]), str(row["schedule"]),
+                      float(row["lr"]) if row.get("lr") is not None else None)
         # A non-finite value (a diverged epoch) is written as null.
         metrics = {k: [math.nan if v is None else float(v) for v in row[k]] for k in METRICS if k in row}
         if "val/nelbo" not in metrics:
@@ -130,7 +147,7 @@ class Curve:
         lengths = {k: len(v) for k, v in metrics.items()}
         if len(set(lengths.values())) != 1:
             raise ValueError(f"curve row's metric lists differ in length: {lengths}")
-        known = {*AXES, SEED_AXIS, "epochs", "error", *METRICS}
+        known = {*AXES, *OPTIONAL_AXES, SEED_AXIS, "epochs", "error", *METRICS}
         return cls(point, int(row[SEED_AXIS]), metrics, row.get("error"),
                    {k: v for k, v in row.items() if k not in known})
 

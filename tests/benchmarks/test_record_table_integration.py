@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ from benchmarks.table import METRICS, Point, Table
 
 pytestmark = pytest.mark.integration
 
-TINY = ["--decoders", "mlp_small", "mlp_large", "--betas", "0.5", "2", "--latents", "4", "--schedules", "constant",
-        "--seeds", "0", "--epochs", "2", "--max-train", "200", "--width", "0.0625", "--concurrent", "2"]
+TINY = ["--decoders", "mlp_small", "mlp_large", "--betas", "0.5", "--lrs", "1e-3", "1e-2", "--latents", "4",
+        "--schedules", "constant", "--seeds", "0", "--epochs", "2", "--max-train", "200", "--width", "0.0625",
+        "--concurrent", "2", "--binarize", "none", "--likelihood", "gaussian", "--sigma-mode", "learned"]
 
 
 def test_records_a_tiny_grid_in_parts_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str], ray_local) -> None:
@@ -25,12 +27,19 @@ def test_records_a_tiny_grid_in_parts_and_resumes(tmp_path: Path, capsys: pytest
     assert "0 to record" in capsys.readouterr().out
 
     table = Table.load(out)
-    assert set(table.curves) == {Point(d, b, 4, "constant") for d in ("mlp_small", "mlp_large") for b in (0.5, 2.0)}
+    assert set(table.curves) == {Point(d, 0.5, 4, "constant", lr) for d in ("mlp_small", "mlp_large") for lr in (1e-3, 1e-2)}
     for (curve,) in table.curves.values():
         assert curve.error is None and curve.epochs == 2
         assert set(curve.metrics) == set(METRICS)
-        assert 0 < curve.metrics["val/nelbo"][1] < 800 and curve.metrics["time_this_iter_s"][0] > 0
+        assert math.isfinite(curve.metrics["val/nelbo"][1]) and curve.metrics["time_this_iter_s"][0] > 0
+    # each curve trained at its own lr: same decoder, seed and data, different second epochs
+    for d in ("mlp_small", "mlp_large"):
+        slow, fast = (table.curves[Point(d, 0.5, 4, "constant", lr)][0] for lr in (1e-3, 1e-2))
+        assert slow.metrics["val/nelbo"][1] != fast.metrics["val/nelbo"][1]
     meta = json.loads((out / "meta.json").read_text())
     assert meta["base"]["data"]["max_train"] == 200 and meta["base"]["model"]["width"] == 0.0625
+    assert meta["grid"]["lr"] == [1e-3, 1e-2] and "lr" not in meta["settings"] and meta["axes"][-1] == "lr"
+    assert meta["base"]["model"]["likelihood"] == "gaussian" and meta["base"]["model"]["sigma_mode"] == "learned"
+    assert meta["base"]["data"]["binarize"] == "none"
     assert [s["curves"] for s in meta["sessions"]] == [2, 2]
     assert "--part 1/2" in meta["sessions"][0]["command"]

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from benchmarks.methods import search_space
 from benchmarks.regret import Bounds, band, budget_to_reach, normalised_regret, on_grid, regret_trace
 from benchmarks.snap import nearest_log, snap
 from benchmarks.table import Grid, Point
@@ -33,6 +34,16 @@ def test_snap_maps_a_proposal_to_its_grid_point_and_ignores_unrecorded_keys() ->
     # a fixed value of the space is not proposed: it comes from the defaults
     assert snap({"beta": 1.0, "latent_dim": 16}, GRID, {"decoder": "mlp_small", "schedule": "constant"}) == \
         Point("mlp_small", 1.0, 16, "constant")
+
+
+def test_snap_takes_lr_to_the_grid_where_the_table_varies_it() -> None:
+    grid = Grid.from_dict({**GRID.to_dict(), "lr": [3e-4, 1e-3, 3e-3]})
+    proposal = {"decoder": "deconv_4x4", "beta": 0.6, "latent_dim": 11, "schedule": "linear"}
+    assert snap({**proposal, "lr": 1.9e-3}, grid) == Point("deconv_4x4", 0.5, 8, "linear", 3e-3)   # log-nearest
+    assert snap({**proposal, "lr": 1.6e-3}, grid).lr == 1e-3
+    with pytest.raises(ValueError, match="has no 'lr'"):
+        snap(proposal, grid)
+    assert search_space(grid)["lr"] == {"low": 3e-4, "high": 3e-3, "log": True} and "lr" not in search_space(GRID)
 
 
 def test_snap_rejects_values_outside_the_categorical_axes() -> None:

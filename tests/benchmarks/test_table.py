@@ -66,8 +66,8 @@ def test_parts_partition_the_grid_and_skip_recorded_runs() -> None:
 
 
 def _args(**given: object) -> argparse.Namespace:
-    keys = ["decoders", "betas", "latents", "schedules", "seeds", "epochs", "width", "max_train", "batch_size",
-            "lr", "dataset", "encoder"]
+    keys = ["decoders", "betas", "latents", "schedules", "seeds", "lrs", "epochs", "width", "max_train", "batch_size",
+            "lr", "dataset", "encoder", "likelihood", "sigma_mode", "binarize"]
     return argparse.Namespace(**{k: given.get(k) for k in keys})
 
 
@@ -111,3 +111,33 @@ def test_bad_grid_names_fail_before_anything_is_written(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown schedule 'cosine'"):
         main(["--out", str(tmp_path / "t"), "--schedules", "cosine", "--dry-run"])
     assert not (tmp_path / "t").exists()
+
+
+def test_lr_is_an_optional_axis_of_the_grid_and_of_each_point(tmp_path: Path) -> None:
+    data = {**GRID.to_dict(), "lr": [3e-4, 1e-3, 3e-3]}
+    grid = Grid.from_dict(data)
+    assert grid.axes == ("decoder", "beta", "latent_dim", "schedule", "lr") and GRID.axes == grid.axes[:4]
+    assert len(grid.points()) == 3 * len(GRID.points()) and grid.to_dict() == data and "lr" not in GRID.to_dict()
+    assert {p.lr for p in grid.points()} == {3e-4, 1e-3, 3e-3} and {p.lr for p in GRID.points()} == {None}
+    point = grid.points()[1]
+    assert point.as_config()["lr"] == 1e-3 and "lr" not in GRID.points()[0].as_config()
+    # a curve's lr survives the file (and a table without the axis reads as before)
+    append_curve(tmp_path / "part-1of1.jsonl", Curve(point, 0, {"val/nelbo": [3.0, 2.0]}))
+    [back] = iter_curves(tmp_path)
+    assert back.point == point and back.point != Point(point.decoder, point.beta, point.latent_dim, point.schedule)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        Grid.from_dict({**data, "lr": [0.0, 1e-3]})
+    with pytest.raises(ValueError, match="'lr' has repeated values"):
+        Grid.from_dict({**data, "lr": [1e-3, 1e-3]})
+
+
+def test_the_recorder_takes_lr_as_an_axis_or_a_setting_never_both(tmp_path: Path) -> None:
+    grid, settings, _ = resolve(_args(lrs=[1e-3, 3e-3], likelihood="gaussian", binarize="none"), tmp_path)
+    assert grid.lr == (1e-3, 3e-3) and "lr" not in settings   # each trial's config sets it
+    assert settings["likelihood"] == "gaussian" and settings["binarize"] == "none"
+    with pytest.raises(ValueError, match="give one of them"):
+        resolve(_args(lrs=[1e-3], lr=1e-3), tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps({"format": "vaesearch-lc-table/1", "grid": GRID.to_dict(),
+                                                    "settings": {}, "epochs": 3}))
+    with pytest.raises(ValueError, match="recorded with lr=not an axis"):
+        resolve(_args(lrs=[1e-3]), tmp_path)
