@@ -11,7 +11,7 @@ bits, capacity) is ``objectives.py``'s job.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,7 +181,8 @@ class VAE(nn.Module):
 
 
 def elbo_pieces(
-    x: torch.Tensor, posterior: Posterior, decoder: nn.Module, likelihood: Likelihood, prior: Prior,
+    x: torch.Tensor, posterior: Posterior, decoder: Callable[[torch.Tensor], torch.Tensor], likelihood: Likelihood,
+    prior: Prior,
     generator: torch.Generator | None = None,
 ) -> VAEOutput:
     """The single-sample ELBO pieces of ``decoder`` on x (B, C, H, W) for one reparameterised z

@@ -89,7 +89,7 @@ class FrontSummary(RunSummary):
             lines += [t.line() for t in self.front]
             assert self.reference is not None
             lines.append(f"hypervolume {self.hypervolume:.4g} against the reference point (rate, distortion) = "
-                         f"({self.reference[0]:.4g}, {self.reference[1]:.4g}): the worst finished trial's rate and "
+                         f"({self.reference[0]:.4g}, {self.reference[1]:.4g}): the worst finished point's rate and "
                          "distortion, plus 10 % of each one's range")
         lines.append(self.parent_run_line())
         if self.model_versions:
