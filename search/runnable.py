@@ -93,6 +93,10 @@ def check_runnable(config: Config, role: str = roles.SEARCH) -> None:
     (``role``) can draw would start."""
     problems: dict[str, str] = {}  # reason -> the first place it was found (each reason said once)
     probed: set[Any] = set()       # models with a plug-in already run forward
+    if role not in _SEARCHES and config.model.beta_conditioned is not None:
+        raise ConfigError("model.beta_conditioned: the bandit modes rank decoders by one metric at one β; drop "
+                          "model.beta_conditioned, or trace curves with `vaesearch run` (search.objective: "
+                          "rate_distortion, decoders as a categorical in search.space)")
     if role == roles.BANDIT_SHARED_ENCODER:
         _check_shared_encoder(config)
     if role in (roles.BANDIT_ALLOCATION, roles.BANDIT_SHARED_ENCODER):

@@ -16,6 +16,7 @@ from search.bandit.searcher import BanditTPESearcher
 from search.config import Config
 from search.config.sections import RATE_DISTORTION
 from search.space import DefineByRun
+from trainables.beta_conditioning import CURVE_LOSS
 
 
 def make_sampler(config: Config) -> optuna.samplers.BaseSampler:
@@ -35,8 +36,13 @@ def make_sampler(config: Config) -> optuna.samplers.BaseSampler:
 
 
 def objectives(config: Config) -> tuple[str | list[str], str | list[str]]:
-    """The searcher's metric(s) and mode(s): one, or the two of a rate_distortion search."""
+    """The searcher's metric(s) and mode(s): one, or the two of a rate_distortion search; a
+    β-conditioned rate_distortion search (one curve per trial) minimises the curve's score,
+    ``rd/mean_beta_loss``, the mean over the β grid of D(β) + β·R(β)."""
     if config.search.objective == "rate_distortion":
+        if config.model.beta_conditioned is not None:
+            # Each trial is a whole curve: one score of it (trainables.beta_conditioned.curve_metrics).
+            return CURVE_LOSS, "min"
         return list(RATE_DISTORTION), ["min"] * len(RATE_DISTORTION)
     return config.search.metric, config.search.mode
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from search.config import ComponentConfig, Config
+from trainables.beta_conditioning import BetaConditioning
 from trainables.registry import Plugin
 from trainables.spec import DataSpec, LossSchedule, NLLSpec, ObjectiveSpec, SharedEncoderSpec, TrialSpec
 from trainables.vae import ModelSpec
@@ -51,6 +52,8 @@ def _component(ref: Any, table: dict[str, Plugin]) -> Any:
 def model_spec(config: Config, table: dict[str, Plugin] | None = None) -> ModelSpec:
     table = plugins(config) if table is None else table
     fields = {k: _component(getattr(config.model, k), table) for k in type(config.model).model_fields}
+    conditioning = config.model.beta_conditioned
+    fields["beta_conditioned"] = None if conditioning is None else BetaConditioning(**conditioning.model_dump())
     return ModelSpec(**fields)
 
 

@@ -102,8 +102,12 @@ class GaussianEncoder(nn.Module):
         self.head = nn.Linear(feature_dim, 2 * latent_dim)
         self.latent_dim = latent_dim
 
-    def forward(self, x: torch.Tensor) -> Posterior:  # x: (B, C, H, W)
+    def forward(self, x: torch.Tensor, modulate: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Posterior:
+        """x (B, C, H, W) -> Posterior of (B, D). ``modulate`` maps the features (B, F) to (B, F)
+        before the head: the β-conditioned VAE's FiLM (``trainables.beta_conditioned``)."""
         h = self.body(x)  # (B, F)
+        if modulate is not None:
+            h = modulate(h)
         mu, logvar = self.head(h).chunk(2, dim=-1)  # (B, D) each
         return Posterior(mu=mu, logvar=soft_clamp(logvar, LOGVAR_MIN, LOGVAR_MAX))
 

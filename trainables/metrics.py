@@ -42,9 +42,10 @@ _MI_CHUNK = 512  # rows of the N×N matrix at a time (memory O(chunk·N·D))
 
 
 #: The namespaces of every metric a trainable reports (``ray_trainables``: the ELBO terms here,
-#: ``train_loop.EpochStats``, the shared-encoder loop's ``head/``, ``regret/``, ``bandit/``). What
-#: the driver logs to MLflow as metrics; Tune's own result keys and the step keys are not in them.
-REPORTED_PREFIXES = ("train/", "val/", "test/", "time/", "head/", "regret/", "bandit/")
+#: ``train_loop.EpochStats``, the shared-encoder loop's ``head/``, ``regret/``, ``bandit/``, the
+#: β-conditioned curve's ``rd/``). What the driver logs to MLflow as metrics; Tune's own result keys
+#: and the step keys are not in them.
+REPORTED_PREFIXES = ("train/", "val/", "test/", "time/", "head/", "regret/", "bandit/", "rd/")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import torch
 from ray import tune
 
+from trainables.beta_conditioned import BetaConditionedObjective, BetaConditionedVAE, curve_metrics
 from trainables.checkpoint import (
     PRIOR_JSON,
     PSEUDO_INPUTS_PNG,
@@ -93,11 +94,13 @@ def train_vae(config: Mapping[str, Any], spec: TrialSpec) -> None:
 
     baseline = marginal_nll(model.likelihood, data.train, data.val)
     fixed_images = data.val[: spec.n_images // 2]
+    conditioning = spec.model.beta_conditioned   # set: one β per example, the curve evaluated per epoch
+    objective = BetaConditionedObjective(conditioning) if conditioning is not None else spec.objective
     for epoch in range(state.epoch, spec.epochs):
         stats = train_epoch(
             model, optimizer, data.train, batch_size=spec.batch_size, schedule=spec.schedule,
             step=state.step, total_steps=total, binarize=data.binarize, generator=batch_rng,
-            grad_clip=spec.grad_clip, objective=spec.objective,
+            grad_clip=spec.grad_clip, objective=objective,
         )
         state = TrainState(epoch=epoch + 1, step=state.step + stats.steps)
         metrics: dict[str, Any] = {**stats.as_metrics(), **validation_metrics(model, data, spec)}
@@ -113,9 +116,13 @@ def train_vae(config: Mapping[str, Any], spec: TrialSpec) -> None:
 
 def validation_metrics(model: VAE, data: DatasetSplits, spec: TrialSpec) -> dict[str, float]:
     """``val/``: the ELBO terms, active units and ELBO surgery (β = 1, comparable across trials),
-    plus ``val/iwae`` (the negative k-sample bound at the training k) for an IWAE trial."""
+    plus ``val/iwae`` (the negative k-sample bound at the training k) for an IWAE trial. A β-conditioned
+    model: ``val/`` at its reference β (1 clipped into its range), and its curve (``rd/``: the rate and
+    distortion at each grid β, ``trainables.beta_conditioned.curve_metrics``)."""
     model.eval()
     metrics = evaluate(model, data.val, batch_size=spec.eval_batch_size).as_metrics("val")
+    if isinstance(model, BetaConditionedVAE):
+        metrics.update(curve_metrics(model, data.val, batch_size=spec.eval_batch_size, seed=spec.seed))
     if spec.objective.name == "iwae":
         k = spec.objective.k
         batch = max(1, min(data.val.shape[0], MAX_ROWS_PER_CALL // k))

@@ -260,11 +260,33 @@ class TrialSpec:
             raise ValueError(
                 "train.objective 'iwae' has no capacity schedule (|rate − C| acts on the batch-mean rate): "
                 "choose another schedule (β_t tempers the rate in every importance weight) or use objective elbo")
+        if model.beta_conditioned is not None:
+            _check_beta_conditioned(schedule, objective)
         if model.prior == "vampprior" and model.prior_params.get("init") == "data" and n_train is not None:
             k = {**prior_parameters("vampprior"), **model.prior_params}["n_components"]
             if isinstance(k, int) and k > n_train:
                 raise ValueError(f"prior vampprior init 'data' takes n_components={k} distinct training images, "
                                  f"but there are {n_train}: lower n_components or use init 'random'")
+
+
+def _check_beta_conditioned(schedule: LossSchedule, objective: ObjectiveSpec) -> None:
+    """A β-conditioned model (``trainables.beta_conditioned``) trains the β-VAE loss with its own β per
+    example: the knobs that change the loss by a single β or act on the batch-mean rate do not apply."""
+    fix = "or drop model.beta_conditioned"
+    if schedule.beta != 1.0:
+        raise ValueError(
+            f"model.beta_conditioned draws β from its own range (low..high), so train.beta (or a searched "
+            f"search.space.beta) must stay 1, got β={schedule.beta}: remove it and set the range in "
+            f"model.beta_conditioned, {fix}")
+    if schedule.name == "capacity":
+        raise ValueError(f"model.beta_conditioned has no capacity schedule (|rate − C| is one target rate, not a "
+                         f"curve): use schedule constant, linear, sigmoid or cyclical, {fix}")
+    if schedule.free_bits > 0:
+        raise ValueError(f"model.beta_conditioned has no free bits (λ={schedule.free_bits} acts on the batch-mean "
+                         f"rate): set train.free_bits: 0 and no free_bits schedule, {fix}")
+    if objective.name != "elbo":
+        raise ValueError(f"model.beta_conditioned trains the β-weighted ELBO, got train.objective "
+                         f"{objective.name!r}: set train.objective: elbo, {fix}")
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ bits, capacity) is ``objectives.py``'s job.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from trainables.beta_conditioning import BetaConditioning
 from trainables.decoders import DECODERS, build_decoder
 from trainables.encoders import ENCODERS, build_encoder, check_latent_dim, check_shape, check_width
 from trainables.gaussian import Posterior, reparameterize
@@ -44,6 +45,8 @@ class ModelSpec:
     prior: str | Plugin = "standard_normal"
     width: float = 1.0  # scales every hidden width / channel count
     prior_params: dict[str, Any] = dataclasses.field(default_factory=dict)  # the prior's own (trainables.priors)
+    # Set: one model for a β range, conditioned on log β (trainables.beta_conditioned); None: a plain VAE.
+    beta_conditioned: BetaConditioning | None = None
 
     def __post_init__(self) -> None:
         # Normalise what JSON/YAML hand over (numpy ints, ints for floats) so that two equal
@@ -59,6 +62,12 @@ class ModelSpec:
             registry.check_ref(name)
         LIKELIHOODS.check(self.likelihood)
         object.__setattr__(self, "prior_params", dict(self.prior_params))
+        object.__setattr__(self, "beta_conditioned", BetaConditioning.of(self.beta_conditioned))
+        if self.beta_conditioned is not None and isinstance(self.encoder, Plugin):
+            raise ValueError(
+                f"model.beta_conditioned conditions a built-in encoder's features on log β, and the encoder "
+                f"{self.encoder.label!r} is a plug-in: use model.encoder mlp or conv, or drop model.beta_conditioned "
+                "(plug-in decoders are fine: the decoder is conditioned through its input z)")
         unknown = sorted(set(self.prior_params) - set(prior_parameters(self.prior)))
         if unknown:
             raise ValueError(f"prior {_label(self.prior)!r} has no parameter(s) {unknown}; "
@@ -103,7 +112,7 @@ class VAEConfig(ModelSpec):
         unknown = sorted(set(d) - set(fields))
         if unknown:
             raise ValueError(f"unknown VAEConfig keys {unknown}; valid keys: {fields}")
-        d = {"prior_params": {}, **d}  # added after the first checkpoints were written
+        d = {"prior_params": {}, "beta_conditioned": None, **d}  # added after the first checkpoints were written
         missing = [name for name in fields if name not in d]
         if missing:
             raise ValueError(f"VAEConfig is missing required keys {missing}; got keys {sorted(d)}")
@@ -172,7 +181,8 @@ class VAE(nn.Module):
 
 
 def elbo_pieces(
-    x: torch.Tensor, posterior: Posterior, decoder: nn.Module, likelihood: Likelihood, prior: Prior,
+    x: torch.Tensor, posterior: Posterior, decoder: Callable[[torch.Tensor], torch.Tensor], likelihood: Likelihood,
+    prior: Prior,
     generator: torch.Generator | None = None,
 ) -> VAEOutput:
     """The single-sample ELBO pieces of ``decoder`` on x (B, C, H, W) for one reparameterised z
@@ -190,4 +200,10 @@ def elbo_pieces(
 
 
 def build_vae(config: VAEConfig) -> VAE:
+    """The VAE of ``config``: a :class:`~trainables.beta_conditioned.BetaConditionedVAE` when
+    ``config.beta_conditioned`` is set."""
+    if config.beta_conditioned is not None:
+        from trainables.beta_conditioned import BetaConditionedVAE  # it subclasses VAE: imported here
+
+        return BetaConditionedVAE(config)
     return VAE(config)

@@ -23,6 +23,7 @@ from search.config.components import ComponentConfig
 from search.config.errors import error_lines
 from search.config.params import FloatRange, IntRange, SearchSpace, Strict
 from search.config.sections import (
+    BetaConditionedConfig,
     DataConfig,
     FinalEvalConfig,
     ModelConfig,
@@ -36,7 +37,7 @@ from search.config.sections import (
 )
 
 __all__ = [
-    "AllocationConfig", "BanditConfig", "ComponentConfig", "Config", "ConfigError", "DataConfig", "FinalEvalConfig",
+    "AllocationConfig", "BanditConfig", "BetaConditionedConfig", "ComponentConfig", "Config", "ConfigError", "DataConfig", "FinalEvalConfig",
     "FloatRange", "IntRange", "ModelConfig", "ObjectiveConfig", "ResourcesConfig", "ScheduleConfig", "SchedulerConfig",
     "SearchConfig", "SearchSpace",
     "SharedEncoderConfig", "TrackingConfig", "TrainConfig", "load_config", "parse_config",
@@ -77,6 +78,22 @@ class Config(Strict):
     def plugins(self) -> dict[str, ComponentConfig]:
         """Every plug-in the config names (model, search.space.decoder, bandit.arms), by readable name."""
         return {r.label: r for r in self._plugin_refs()}
+
+    @model_validator(mode="after")
+    def _beta_conditioned_search(self) -> Config:
+        """A β-conditioned model traces a curve per trial: it belongs to the rate–distortion search, and
+        its β is not a hyperparameter of the trial."""
+        if self.model.beta_conditioned is None:
+            return self
+        if self.search.objective != "rate_distortion":
+            raise ValueError("model.beta_conditioned traces a rate–distortion curve per trial, which only the "
+                             "rate–distortion search reads: set search.objective: rate_distortion, or drop "
+                             "model.beta_conditioned")
+        if self.search.space.beta is not None:
+            raise ValueError("search.space.beta: a β-conditioned model (model.beta_conditioned) learns every β from "
+                             "low to high in one trial; remove search.space.beta and set the range in "
+                             "model.beta_conditioned {low, high}, or drop model.beta_conditioned to search β per trial")
+        return self
 
     @model_validator(mode="after")
     def _one_plugin_per_name(self) -> Config:

@@ -6,7 +6,7 @@ kept, so a typo in a range is not buried under "input should be a valid number".
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -50,7 +50,9 @@ def _format_error(err: dict[str, Any], root: type[BaseModel]) -> str:
         allowed = _allowed_keys(root, err["loc"][:-1])
         return f"{loc}: unknown key; allowed keys here: {', '.join(allowed)}"
     msg = err["msg"].removeprefix("Value error, ")
-    return f"{loc or '(top level)'}: {msg} (got {err.get('input')!r})"
+    if not loc:   # a rule across sections: its message names the keys; the input would be the whole file
+        return f"(top level): {msg}"
+    return f"{loc}: {msg} (got {err.get('input')!r})"
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -61,7 +63,10 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
             current = RANGE_MODELS[branch]
         elif isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
             annotation = current.model_fields[part].annotation
-            current = annotation if isinstance(annotation, type) else None
+            if not isinstance(annotation, type):   # an optional section (``X | None``): its model
+                annotation = next((a for a in get_args(annotation)
+                                   if isinstance(a, type) and issubclass(a, BaseModel)), None)
+            current = annotation
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from search.config.components import ComponentConfig, ComponentRef, check_components
 from search.config.params import SearchSpace, Strict, check_registered_params, check_schedule_params
+from trainables.beta_conditioning import BetaConditioning
 from trainables.data import DATASET_NAMES
 from trainables.decoders import DECODERS
 from trainables.encoders import ENCODERS
@@ -22,8 +23,8 @@ from trainables.registry import PLUGIN_PATH
 from trainables.spec import DataSpec, LossSchedule, NLLSpec, ObjectiveSpec, TrialSpec
 from trainables.vae import ModelSpec
 
-_DATA, _MODEL, _TRIAL, _SCHEDULE, _NLL, _OBJECTIVE = (
-    DataSpec(), ModelSpec(), TrialSpec(), LossSchedule(), NLLSpec(), ObjectiveSpec())
+_DATA, _MODEL, _TRIAL, _SCHEDULE, _NLL, _OBJECTIVE, _BETA = (
+    DataSpec(), ModelSpec(), TrialSpec(), LossSchedule(), NLLSpec(), ObjectiveSpec(), BetaConditioning())
 _COMPONENTS = {"encoder": ENCODERS, "decoder": DECODERS, "likelihood": LIKELIHOODS, "prior": PRIORS}
 
 
@@ -62,6 +63,21 @@ class DataConfig(Strict):
         return self
 
 
+class BetaConditionedConfig(Strict):
+    """``model.beta_conditioned``: one model for a β range (``trainables.beta_conditioned``). Training
+    draws β log-uniformly from [low, high] per example; every epoch evaluates ``grid`` log-spaced β."""
+
+    low: float = Field(default=_BETA.low, gt=0)
+    high: float = Field(default=_BETA.high, gt=0)
+    grid: int = Field(default=_BETA.grid, ge=2, le=64)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BetaConditionedConfig:
+        if not self.low < self.high:
+            raise ValueError(f"model.beta_conditioned needs low < high, got low={self.low}, high={self.high}")
+        return self
+
+
 class ModelConfig(Strict):
     # A registered name, or a plug-in {path: 'package.module:ClassName', kwargs: {...}, name: ...}
     encoder: ComponentRef = _MODEL.encoder
@@ -73,12 +89,28 @@ class ModelConfig(Strict):
     width: float = Field(default=_MODEL.width, gt=0)
     prior: ComponentRef = _MODEL.prior
     prior_params: dict[str, int | float | str] = Field(default_factory=dict)   # e.g. {n_components: 50}
+    # true (the default range) or {low, high, grid}: one trial traces a whole rate–distortion curve
+    beta_conditioned: BetaConditionedConfig | None = None
+
+    @field_validator("beta_conditioned", mode="before")
+    @classmethod
+    def _beta_conditioned(cls, v: Any) -> Any:
+        return {} if v is True else None if v is False else v
 
     @field_validator("encoder", "decoder", "likelihood", "prior")
     @classmethod
     def _registered(cls, v: Any, info: ValidationInfo) -> Any:
         check_components(_COMPONENTS[info.field_name], [v])  # type: ignore[index]
         return v
+
+    @model_validator(mode="after")
+    def _conditioned_encoder(self) -> ModelConfig:
+        if self.beta_conditioned is not None and isinstance(self.encoder, ComponentConfig):
+            raise ValueError(f"model.beta_conditioned conditions a built-in encoder's features on log β, and the "
+                             f"encoder {self.encoder.label!r} is a plug-in: use model.encoder mlp or conv, or drop "
+                             "model.beta_conditioned (plug-in decoders are fine: the decoder is conditioned through "
+                             "its input z)")
+        return self
 
     @model_validator(mode="after")
     def _prior_params(self) -> ModelConfig:

@@ -12,6 +12,11 @@ run ids), ``front/hypervolume`` after each finished trial (step = trials finishe
 the reference point of all finished trials), and each child run the tag
 ``vaesearch.on_front=true|false``. Each front trial's model is logged in its child run and
 registered: one model, one version per front point, tagged with its rate and distortion.
+
+A β-conditioned search (``model.beta_conditioned``) puts a whole curve per trial in the plane: each
+trial contributes one point per grid β (``search/modes/rd_points.py``), labelled with its β and its
+trial's run id; the searcher minimises each trial's curve score (``rd/mean_beta_loss``), and a front
+trial is registered once, tagged with the β of its front points.
 """
 from __future__ import annotations
 
@@ -25,14 +30,14 @@ from search import roles
 from search.callback import TRACKING_ERRORS
 from search.modes.base import RunContext, RunSummary
 from search.modes.search import SearchMode, _row, open_hint
-from search.pareto import hypervolume, non_dominated, reference_point
+from search.modes.rd_points import DISTORTION, RATE, TrialPoint, trial_points, trials_front
 from search.rd_plots import RDPoint, rd_front_figure, rd_front_html
 from search.searchers import make_searcher
 from search.tracking import RegistryEntry, error_summary
+from trainables.beta_conditioning import CURVE_LOSS
 from trainables.checkpoint import load_model
 
 ON_FRONT_TAG = "vaesearch.on_front"
-RATE, DISTORTION = "val/rate", "val/distortion"
 #: The settings a front line shows, when the trial has them.
 FRONT_COLUMNS = ("beta", "latent_dim", "decoder", "schedule", "prior")
 
@@ -45,10 +50,12 @@ class FrontTrial:
     distortion: float
     nelbo: float
     config: dict[str, Any]
+    grid_beta: float | None = None   # a point of a β-conditioned trial's curve: the β it was evaluated at
 
     def line(self) -> str:
         settings = "  ".join(f"{k}={_short(self.config[k])}" for k in FRONT_COLUMNS if k in self.config)
-        return f"  rate {self.rate:8.3f}  distortion {self.distortion:9.3f}  nelbo {self.nelbo:9.3f}  {settings}"
+        at = f"β={self.grid_beta:.4g} of trial {self.trial_id}  " if self.grid_beta is not None else ""
+        return f"  rate {self.rate:8.3f}  distortion {self.distortion:9.3f}  nelbo {self.nelbo:9.3f}  {at}{settings}"
 
 
 def _short(value: Any) -> str:
@@ -76,11 +83,13 @@ class FrontSummary(RunSummary):
         if not self.front:
             lines.append("no trial finished successfully; see the errors above and in the Tune results")
         else:
-            lines.append(f"rate–distortion front: {len(self.front)} of the finished trials (by rate):")
+            conditioned = any(t.grid_beta is not None for t in self.front)
+            what = "points of the finished trials' curves" if conditioned else "of the finished trials"
+            lines.append(f"rate–distortion front: {len(self.front)} {what} (by rate):")
             lines += [t.line() for t in self.front]
             assert self.reference is not None
             lines.append(f"hypervolume {self.hypervolume:.4g} against the reference point (rate, distortion) = "
-                         f"({self.reference[0]:.4g}, {self.reference[1]:.4g}): the worst finished trial's rate and "
+                         f"({self.reference[0]:.4g}, {self.reference[1]:.4g}): the worst finished point's rate and "
                          "distortion, plus 10 % of each one's range")
         lines.append(self.parent_run_line())
         if self.model_versions:
@@ -93,6 +102,12 @@ class FrontSummary(RunSummary):
 
 class RateDistortionMode(SearchMode):
     role = roles.RATE_DISTORTION
+
+    def progress_columns(self) -> tuple[list[str], dict[str, str]]:
+        params, metrics = super().progress_columns()
+        if self.config.model.beta_conditioned is not None:
+            metrics = {**metrics, CURVE_LOSS: "curve loss"}
+        return params, metrics
 
     def tune_config(self, run: RunContext) -> TuneConfig:
         search = self.config.search
@@ -114,44 +129,42 @@ class RateDistortionMode(SearchMode):
         tracker = run.tracker
         run_ids = tracker.child_runs()
         tracker.log_table([_row(r, run_ids) for r in results])
-        ok = [r for r in results if r.error is None and r.metrics and RATE in r.metrics and DISTORTION in r.metrics]
-        if not ok:
+        finished = [r for r in results if r.error is None and r.metrics]
+        finished.sort(key=lambda r: float(r.metrics.get("timestamp", 0)))   # the order they finished
+        per_trial = [trial_points(str(r.metrics.get("trial_id")), r.metrics, _beta(r.config)) for r in finished]
+        fr = trials_front(per_trial)
+        if fr is None:
             return
-        ok.sort(key=lambda r: float(r.metrics.get("timestamp", 0)))   # the order they finished
-        points = [(float(r.metrics[RATE]), float(r.metrics[DISTORTION])) for r in ok]
-        reference = reference_point(points)
-        on_front = set(non_dominated(points))
-        trials = [FrontTrial(str(r.metrics.get("trial_id")), run_ids.get(str(r.metrics.get("trial_id"))),
-                             p[0], p[1], float(r.metrics.get("val/nelbo", p[0] + p[1])), dict(r.config))
-                  for r, p in zip(ok, points)]
-        summary.front = sorted((trials[i] for i in on_front), key=lambda t: (t.rate, t.distortion))
-        summary.reference, summary.hypervolume = reference, hypervolume(points, reference)
+        by_id = {str(r.metrics.get("trial_id")): r for r in finished}
+        summary.front = [self._front_point(p, by_id[p.trial_id], run_ids) for p in fr.front]
+        summary.reference, summary.hypervolume = fr.reference, fr.hypervolume
 
-        for n in range(1, len(points) + 1):   # the front's growth, in the order trials finished
-            tracker.log_metrics({"front/hypervolume": hypervolume(points[:n], reference)}, step=n)
+        for n, value in enumerate(fr.history, start=1):   # the front's growth, in the order trials finished
+            tracker.log_metrics({"front/hypervolume": value}, step=n)
         tracker.log_metrics({"front/size": float(len(summary.front))})
-        for i, t in enumerate(trials):
-            if t.run_id:
-                tracker.set_run_tags(t.run_id, {ON_FRONT_TAG: str(i in on_front).lower()})
-        rd = [RDPoint(f"trial {t.trial_id}", t.rate, t.distortion, _beta(t.config),
-                      {k: _short(t.config[k]) for k in FRONT_COLUMNS if k in t.config and k != "beta"})
-              for t in trials]
+        on_front = fr.trials_on_front()
+        for points in per_trial:
+            if points and run_ids.get(trial_id := points[0].trial_id):
+                tracker.set_run_tags(run_ids[trial_id], {ON_FRONT_TAG: str(trial_id in on_front).lower()})
+        rd = [self._rd_point(p, by_id[p.trial_id].config, run_ids) for p in fr.points]
+        reference = fr.reference
         tracker.log_figure(rd_front_figure(rd, reference, title=f"{self.config.name}: rate–distortion"),
                            "rd_front.png")
         tracker.log_text(rd_front_html(rd, reference, title=f"{self.config.name}: rate–distortion"), "rd_front.html")
-        tracker.log_table([{"trial_id": t.trial_id, "mlflow_run_id": t.run_id, "rate": t.rate,
+        tracker.log_table([{"trial_id": t.trial_id, "mlflow_run_id": t.run_id, "beta": t.grid_beta,
+                            "beta_conditioned": t.grid_beta is not None, "rate": t.rate,
                             "distortion": t.distortion, "nelbo": t.nelbo, "config": t.config} for t in summary.front],
                           name="front.json")
         tracker.log_metrics({"front/hypervolume_final": summary.hypervolume})
         tracker.set_tags({"vaesearch.front_reference": f"{reference[0]:.6g},{reference[1]:.6g}"})
 
         registered = self.config.tracking.registered_model
-        by_id = {str(r.metrics.get("trial_id")): r for r in ok}
-        for t in summary.front:
+        for t in _one_per_trial(summary.front):   # a β-conditioned trial: one model for all its front points
             result = by_id[t.trial_id]
             if result.checkpoint is None or t.run_id is None:
                 continue
-            entry = self._front_entry(t, run) if registered else None
+            points = [p for p in summary.front if p.trial_id == t.trial_id]
+            entry = self._front_entry(t, run, points) if registered else None
             with result.checkpoint.as_directory() as directory:
                 version = tracker.log_model(load_model(directory), t.run_id, entry, directory).version
             if version:
@@ -159,8 +172,22 @@ class RateDistortionMode(SearchMode):
         summary.registered_model = registered if summary.model_versions else None
         tracker.set_description(_description(self.config.name, summary))
 
-    def _front_entry(self, t: FrontTrial, run: RunContext) -> RegistryEntry:
-        """One version per front point, tagged with its rate and distortion (no alias: no single best)."""
+    @staticmethod
+    def _front_point(p: TrialPoint, result: Any, run_ids: dict[str, str]) -> FrontTrial:
+        nelbo = p.rate + p.distortion if p.conditioned else float(result.metrics.get("val/nelbo", p.rate + p.distortion))
+        return FrontTrial(p.trial_id, run_ids.get(p.trial_id), p.rate, p.distortion, nelbo, dict(result.config),
+                          grid_beta=p.beta if p.conditioned else None)
+
+    @staticmethod
+    def _rd_point(p: TrialPoint, config: dict[str, Any], run_ids: dict[str, str]) -> RDPoint:
+        details = {k: _short(config[k]) for k in FRONT_COLUMNS if k in config and k != "beta"}
+        if p.conditioned:
+            details = {"mlflow run": run_ids.get(p.trial_id, "?"), **details}
+        return RDPoint(p.label, p.rate, p.distortion, p.beta, details)
+
+    def _front_entry(self, t: FrontTrial, run: RunContext, points: list[FrontTrial]) -> RegistryEntry:
+        """One version per front trial (no alias: no single best), tagged with its rate and distortion; a
+        β-conditioned trial's with the β, rate and distortion of each of its front points (comma lists)."""
         config = self.config
         assert config.tracking.registered_model is not None
         text = (f"Front point of the rate–distortion search `{config.name}` (parent run `{run.parent_run_id}`, "
@@ -169,10 +196,25 @@ class RateDistortionMode(SearchMode):
                 + ", ".join(f"{k}={v}" for k, v in sorted(t.config.items()))
                 + "\n\nSafe to load without unpickling: the run's `best_checkpoint/` artifact with "
                 "`trainables.checkpoint.load_model` (weights only).")
-        tags = {"rate": f"{t.rate:.6g}", "distortion": f"{t.distortion:.6g}", "val/nelbo": f"{t.nelbo:.6g}",
+        tags = {"rate": ",".join(f"{p.rate:.6g}" for p in points),
+                "distortion": ",".join(f"{p.distortion:.6g}" for p in points), "val/nelbo": f"{t.nelbo:.6g}",
                 "trial_id": t.trial_id, "search": config.name, "dataset": config.data.name,
                 "parent_run_id": run.parent_run_id}
+        if t.grid_beta is not None:
+            tags["front_betas"] = ",".join(f"{p.grid_beta:.4g}" for p in points)
+            tags.pop("val/nelbo")   # a grid point's D + R, not the trial's val/nelbo
+            text += (f"\n\nβ-conditioned: one model for β in [{config.model.beta_conditioned.low:g}, "  # type: ignore[union-attr]
+                     f"{config.model.beta_conditioned.high:g}]; on the front at β = {tags['front_betas']}. "  # type: ignore[union-attr]
+                     "Evaluate it at a β with `model.at_beta(β)`.")
         return RegistryEntry(config.tracking.registered_model, text, tags, alias=None)
+
+
+def _one_per_trial(front: list[FrontTrial]) -> list[FrontTrial]:
+    """The first front point of each trial, in front order."""
+    seen: dict[str, FrontTrial] = {}
+    for t in front:
+        seen.setdefault(t.trial_id, t)
+    return list(seen.values())
 
 
 def _beta(config: dict[str, Any]) -> float | None:
@@ -187,6 +229,8 @@ def _description(name: str, summary: FrontSummary) -> str:
              "", "| trial | rate | distortion | nelbo | settings |", "|---|---|---|---|---|"]
     for t in summary.front:
         settings = ", ".join(f"{k}={_short(t.config[k])}" for k in FRONT_COLUMNS if k in t.config)
+        if t.grid_beta is not None:
+            settings = f"β={t.grid_beta:.4g} (of its curve), {settings}"
         link = f"[{t.trial_id}](#/experiments/{summary.experiment_id}/runs/{t.run_id})" if t.run_id else t.trial_id
         lines.append(f"| {link} | {t.rate:.3f} | {t.distortion:.3f} | {t.nelbo:.3f} | {settings} |")
     if summary.reference is not None:

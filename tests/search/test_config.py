@@ -195,3 +195,60 @@ def test_shared_encoder_mode_refuses_a_learnt_prior_and_iwae() -> None:
     assert "model.prior='mog': the shared-encoder mode trains with the N(0, I) prior only" in str(info.value)
     assert "train.objective='iwae': the shared-encoder mode trains with the ELBO only" in str(info.value)
     check_runnable(parse_config({"data": {"name": "digits"}, "bandit": {"mode": "shared_encoder"}}), BANDIT_SHARED_ENCODER)
+
+
+BETA_CONDITIONED = {"data": {"name": "digits"}, "model": {"encoder": "mlp", "beta_conditioned": {"low": 0.2, "high": 5}},
+                    "search": {"objective": "rate_distortion", "space": {"latent_dim": [2, 4]}}}
+
+
+def test_beta_conditioned_model_in_the_config_and_the_trial_spec() -> None:
+    from search.searchers import objectives
+    from search.trial_specs import trial_spec
+    from trainables.beta_conditioning import CURVE_LOSS, BetaConditioning
+
+    config = parse_config(BETA_CONDITIONED)
+    assert trial_spec(config).model.beta_conditioned == BetaConditioning(low=0.2, high=5.0, grid=8)
+    assert objectives(config) == (CURVE_LOSS, "min")   # one score per trial's curve
+    on = parse_config({**BETA_CONDITIONED, "model": {"encoder": "mlp", "beta_conditioned": True}})
+    assert on.model.beta_conditioned is not None and on.model.beta_conditioned.high == 10.0
+    assert parse_config({"model": {"beta_conditioned": False}}).model.beta_conditioned is None
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"search": {"space": {"beta": [0.5, 1.0]}, "objective": "rate_distortion"}},
+     "search.space.beta: a β-conditioned model (model.beta_conditioned) learns every β from low to high in one "
+     "trial; remove search.space.beta"),
+    ({"search": {"space": {"latent_dim": [2, 4]}}},
+     "model.beta_conditioned traces a rate–distortion curve per trial, which only the rate–distortion search reads: "
+     "set search.objective: rate_distortion"),
+    ({"model": {"beta_conditioned": {"low": 3, "high": 1}}}, "model.beta_conditioned needs low < high"),
+    ({"model": {"beta_conditioned": {"grid": 1}}}, "model.beta_conditioned.grid"),
+    ({"model": {"beta_conditioned": {"lo": 1}}}, "model.beta_conditioned.lo: unknown key; allowed keys here: low, high, grid"),
+    ({"model": {"encoder": {"path": "tests.plugin_files:Encoder"}, "beta_conditioned": True}},
+     "the encoder 'Encoder' is a plug-in: use model.encoder mlp or conv, or drop model.beta_conditioned"),
+])
+def test_beta_conditioned_settings_that_cannot_work_are_named(change: dict, message: str) -> None:
+    assert message in _error({**BETA_CONDITIONED, **change})
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"train": {"beta": 2.0}}, "train.beta (or a searched search.space.beta) must stay 1"),
+    ({"train": {"objective": "iwae"}}, "set train.objective: elbo, or drop model.beta_conditioned"),
+    ({"search": {"objective": "rate_distortion", "space": {"latent_dim": [2, 4], "schedule": {"capacity": {}}}}},
+     "search.space.schedule='capacity': a trial with it could not start: model.beta_conditioned has no capacity schedule"),
+])
+def test_validate_refuses_what_a_beta_conditioned_trial_cannot_train(change: dict, message: str) -> None:
+    from search.runnable import check_runnable
+
+    with pytest.raises(ConfigError) as info:
+        check_runnable(parse_config({**BETA_CONDITIONED, **change}))
+    assert message in str(info.value)
+
+
+def test_the_bandit_modes_refuse_a_beta_conditioned_model() -> None:
+    from search.roles import BANDIT_ALLOCATION
+    from search.runnable import check_runnable
+
+    with pytest.raises(ConfigError, match="model.beta_conditioned: the bandit modes rank decoders by one metric"):
+        check_runnable(parse_config({**BETA_CONDITIONED, "bandit": {"arms": ["mlp_small", "deconv_2x2"]}}),
+                       BANDIT_ALLOCATION)
