@@ -30,6 +30,7 @@ from typing import Any
 
 from search.pareto import front, hypervolume, reference_point
 
+
 def config(method: str, seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     space: dict[str, Any] = {"latent_dim": [2, 4, 8], "decoder": ["mlp_small", "mlp_large"],
                              "lr": {"low": 1e-3, "high": 1e-2, "log": True}}

@@ -29,8 +29,8 @@ from ray.tune.schedulers import FIFOScheduler
 from search import roles
 from search.callback import TRACKING_ERRORS
 from search.modes.base import RunContext, RunSummary
+from search.modes.rd_points import TrialPoint, trial_points, trials_front
 from search.modes.search import SearchMode, _row, open_hint
-from search.modes.rd_points import DISTORTION, RATE, TrialPoint, trial_points, trials_front
 from search.rd_plots import RDPoint, rd_front_figure, rd_front_html
 from search.searchers import make_searcher
 from search.tracking import RegistryEntry, error_summary
