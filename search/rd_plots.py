@@ -72,11 +72,13 @@ def rd_front_figure(points: Sequence[RDPoint], reference: tuple[float, float] | 
         ax.set_title(f"{title}: hypervolume {hypervolume(list(zip(rates, dists)), reference):.4g}")
     else:
         ax.set_title(title)
-    # keep the axes on the trials, not on the ELBO lines' ends
-    pad_r = 0.05 * (max(rates) - min(rates) or 1.0)
-    pad_d = 0.05 * (max(dists) - min(dists) or 1.0)
-    ax.set_xlim(min(rates) - pad_r, max(max(rates), reference[0] if reference else -math.inf) + pad_r)
-    ax.set_ylim(min(dists) - pad_d, max(max(dists), reference[1] if reference else -math.inf) + pad_d)
+    # keep the axes on the trials (and the reference point), not on the ELBO lines' ends
+    corner = [reference] if reference is not None else []
+    shown_r, shown_d = [*rates, *(r for r, _ in corner)], [*dists, *(d for _, d in corner)]
+    pad_r = 0.05 * (max(shown_r) - min(shown_r) or 1.0)
+    pad_d = 0.05 * (max(shown_d) - min(shown_d) or 1.0)
+    ax.set_xlim(min(shown_r) - pad_r, max(shown_r) + pad_r)
+    ax.set_ylim(min(shown_d) - pad_d, max(shown_d) + pad_d)
     ax.set_xlabel("rate (nats): KL(q(z|x) ‖ p(z))")
     ax.set_ylabel("distortion (nats): −E log p(x|z)")
     ax.legend(fontsize="small", loc="best")
