@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.table import AXES, Point, Table
+from benchmarks.snap import snap
+from benchmarks.table import AXES, Grid, Point, Table
 
 METRIC = "val/nelbo"
 ELAPSED = "elapsed_time"   # cumulative seconds since the trial started (Syne Tune's convention)
@@ -77,15 +78,32 @@ def to_arrays(table: Table, *, metric: str = METRIC, clock_metric: str = CLOCK_M
     return TabularArrays(points, seeds, np.arange(1, table.epochs + 1), out)
 
 
-def to_blackbox(table: Table, **kwargs: Any) -> Any:
-    """A ``syne_tune.blackbox_repository.blackbox_tabular.BlackboxTabular`` of the table."""
+def snap_config(config: dict[str, Any], grid: Grid) -> dict[str, Any]:
+    """A proposal of the continuous space -> the table's config our replay would train
+    (``benchmarks.snap``: nearest grid value in log space), with the latent size as a float."""
+    point = snap({k: config[k] for k in AXES}, grid)
+    return {**point.as_config(), "latent_dim": float(point.latent_dim)}
+
+
+def to_blackbox(table: Table, *, space: str = "grid", **kwargs: Any) -> Any:
+    """A ``syne_tune.blackbox_repository.blackbox_tabular.BlackboxTabular`` of the table.
+
+    ``space="grid"`` (the Syne Tune convention for a tabulated benchmark): β and latent size are
+    ``logordinal`` on the grid, so a random searcher draws each grid value equally often.
+    ``space="continuous"``: our replay's space (``benchmarks.methods.search_space``): β
+    log-uniform and latent size log-uniform integer over the grid's range, each proposal snapped
+    to the nearest grid value in log space as ``benchmarks.snap`` does. Snapping gives the two end
+    values half the weight of the inner ones, so the two spaces are *different searches*; this
+    one exists to compare the two harnesses on the same search (the calibration)."""
     import pandas as pd
     from syne_tune.blackbox_repository.blackbox_tabular import BlackboxTabular
-    from syne_tune.config_space import choice, logordinal, randint
+    from syne_tune.config_space import choice, loguniform, lograndint, logordinal, randint
 
+    if space not in ("grid", "continuous"):
+        raise ValueError(f"space must be 'grid' or 'continuous', got {space=}")
     arrays = to_arrays(table, **kwargs)
     grid = table.grid
-    space = {
+    config_space = {
         "decoder": choice(list(grid.decoder)),
         "beta": logordinal(sorted(float(b) for b in grid.beta)),
         # floats, not ints: DEHB's encoded searcher decodes an int ordinal to numpy.int64, which its
@@ -93,9 +111,23 @@ def to_blackbox(table: Table, **kwargs: Any) -> Any:
         "latent_dim": logordinal(sorted(float(d) for d in grid.latent_dim)),
         "schedule": choice(list(grid.schedule)),
     }
+    cls = BlackboxTabular
+    if space == "continuous":
+        config_space["beta"] = loguniform(min(grid.beta), max(grid.beta))
+        config_space["latent_dim"] = lograndint(min(grid.latent_dim), max(grid.latent_dim))
+
+        class SnappedBlackboxTabular(BlackboxTabular):
+            """Looks a continuous proposal up at its snapped grid config."""
+
+            def _objective_function(self, configuration: Any, fidelity: Any = None, seed: Any = None) -> Any:
+                if isinstance(configuration, dict):
+                    configuration = {**configuration, **snap_config(configuration, grid)}
+                return super()._objective_function(configuration, fidelity, seed)
+
+        cls = SnappedBlackboxTabular
     hyperparameters = pd.DataFrame(arrays.hyperparameter_rows(), columns=list(AXES)).astype({"latent_dim": float})
-    return BlackboxTabular(
-        hyperparameters=hyperparameters, configuration_space=space,
+    return cls(
+        hyperparameters=hyperparameters, configuration_space=config_space,
         fidelity_space={RESOURCE: randint(1, table.epochs)}, objectives_evaluations=arrays.evaluations,
         fidelity_values=arrays.fidelities, objectives_names=list(arrays.objectives),
     )

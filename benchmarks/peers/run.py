@@ -20,7 +20,7 @@ from pathlib import Path
 from benchmarks.peers import results
 from benchmarks.peers.convert import to_blackbox
 from benchmarks.peers.summary import summarise
-from benchmarks.peers.syne import available_peers, run_peer, to_trace
+from benchmarks.peers.syne import available_peers, lookup, run_peer, to_trace
 from benchmarks.regret import table_bounds
 from benchmarks.table import Table
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("syne_tune").setLevel(logging.ERROR)
     table = Table.load(args.table)
     bounds = table_bounds(table)
-    blackbox = to_blackbox(table)
+    blackboxes = {space: to_blackbox(table, space=space) for space in {lookup(m).space for m in args.methods}}
     out = results.load_or_new(args.out, "syne-tune", str(args.table), args.budget_epochs, bounds)
     for workers in args.workers:
         for method in args.methods:
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(seeds_for.get(method, args.seeds)):
                 with contextlib.redirect_stdout(io.StringIO()):  # the Tuner prints its trial table
                     rows = run_peer(table, method, seed, workers=workers, budget_epochs=args.budget_epochs,
-                                    blackbox=blackbox)
+                                    blackbox=blackboxes[lookup(method).space])
                 traces.append(to_trace(rows, seed, bounds))
                 trials.append(len({r[1] for r in rows[:args.budget_epochs]}))  # trials started within the budget
             record = summarise(method, traces, args.budget_epochs, trials=trials,

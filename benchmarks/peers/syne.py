@@ -49,7 +49,8 @@ HYPERTUNE_BRACKETS = 4        # Hyper-Tune learns a distribution over brackets; 
 class Peer:
     name: str
     description: str
-    make: Callable[..., Any]   # (config_space, seed, epochs) -> a Syne Tune scheduler
+    make: Callable[..., Any]   # (config_space, seed) -> a Syne Tune scheduler
+    space: str = "grid"        # benchmarks.peers.convert.to_blackbox(space=...)
 
 
 def _common(seed: int) -> dict[str, Any]:
@@ -70,6 +71,11 @@ def _peers() -> dict[str, Peer]:
         Peer("st:random", "RandomSearch, every trial to the end", lambda cs, s: b.RandomSearch(cs, **_common(s))),
         Peer("st:asha", "ASHA (random + asynchronous successive halving, stopping)",
              lambda cs, s: b.ASHA(cs, **_hyperband(s))),
+        # The calibration: the same searches as our `random` and `random+asha` (our space, snapped).
+        Peer("st:random-snap", "RandomSearch over our replay's continuous space, snapped to the grid",
+             lambda cs, s: b.RandomSearch(cs, **_common(s)), space="continuous"),
+        Peer("st:asha-snap", "ASHA over our replay's continuous space, snapped to the grid",
+             lambda cs, s: b.ASHA(cs, **_hyperband(s)), space="continuous"),
         Peer("st:bohb", "BOHB (TPE-like KDE searcher + ASHA)", lambda cs, s: b.BOHB(cs, **_hyperband(s, **quiet))),
         Peer("st:mobster", "MOBSTER (GP over config x epochs + ASHA)",
              lambda cs, s: b.MOBSTER(cs, **_hyperband(s, **quiet))),
@@ -106,7 +112,8 @@ def _recorded_time_keeper() -> Any:
 def run_peer(table: Table, method: str, seed: int, *, workers: int, budget_epochs: int,
              blackbox: Any | None = None) -> list[tuple[float, int, int, float]]:
     """One replay: every reported epoch as (simulated seconds, trial id, epoch, val/nelbo), in
-    the order of the simulated clock."""
+    the order of the simulated clock. ``blackbox``: a converted table to reuse across replays (it
+    must be of the method's ``space``)."""
     from syne_tune import StoppingCriterion, Tuner
     from syne_tune.backend.simulator_backend.simulator_backend import SimulatorConfig
     from syne_tune.blackbox_repository import UserBlackboxBackend
@@ -115,7 +122,7 @@ def run_peer(table: Table, method: str, seed: int, *, workers: int, budget_epoch
 
     for name in ("syne_tune", "syne_tune.tuner", "syne_tune.backend"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    blackbox = blackbox if blackbox is not None else to_blackbox(table)
+    blackbox = blackbox if blackbox is not None else to_blackbox(table, space=lookup(method).space)
     config_space = {**blackbox.configuration_space, MAX_RESOURCE_ATTR: table.epochs}
     np.random.seed(seed)  # the backend draws each trial's recorded seed from numpy's global generator
     backend = UserBlackboxBackend(

@@ -81,3 +81,11 @@ def test_table_bounds_and_regret_are_the_replays(table: Table) -> None:
     assert bounds.best == pytest.approx(arrays.evaluations[..., 0].min())
     assert bounds.worst == pytest.approx(arrays.evaluations[:, :, -1, 0].max())
     assert regret_trace([bounds.worst, bounds.best], bounds).tolist() == [1.0, 0.0]
+
+
+def test_snap_config_is_the_replays_snap() -> None:
+    from benchmarks.peers.convert import snap_config
+
+    got = snap_config({"decoder": "mlp_small", "beta": 0.3, "latent_dim": 23, "schedule": "linear"}, GRID)
+    # β 0.3 is nearest 0.25 in log space; latent 23 nearest 16 (log2 23 = 4.52, nearer 4 than 6)
+    assert got == {"decoder": "mlp_small", "beta": 0.25, "latent_dim": 16.0, "schedule": "linear"}

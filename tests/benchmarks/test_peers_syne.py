@@ -67,3 +67,12 @@ def _epoch_seconds(table: Table, value: float) -> float:
                 if abs(v - value) < 1e-3:
                     return s
     raise AssertionError(f"{value} is not in the table")
+
+
+def test_continuous_space_looks_up_the_snapped_config(table: Table) -> None:
+    from benchmarks.peers.convert import to_blackbox
+
+    bb = to_blackbox(table, space="continuous")
+    got = bb.objective_function({"decoder": "mlp_large", "beta": 3.1, "latent_dim": 50, "schedule": "linear"}, seed=0)
+    want = curve(Point("mlp_large", 4.0, 64, "linear"), GRID.seed[0])
+    assert np.allclose(got[:, 0], want.metrics["val/nelbo"], atol=1e-4)
