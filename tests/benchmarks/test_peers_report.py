@@ -39,7 +39,7 @@ def test_merge_keeps_the_harness_and_compares_like_with_like() -> None:
                           _file("syne-tune", {"st:asha": 10, "st:bohb": 60})])
     assert budget == 100 and runs["2"]["st:asha"]["harness"] == "syne-tune"
     comp = comparisons(runs)["2"]
-    assert "agree" in comp["calibration_epochs"]["verdict"]
+    assert "agree" in comp["calibration_epochs"]["st:asha vs random+asha"]["verdict"]
     assert comp["vs_bandit_tpe+asha_epochs"]["st:bohb"]["verdict"] == "bandit_tpe+asha is better beyond the noise"
 
 
