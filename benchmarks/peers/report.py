@@ -131,7 +131,7 @@ def plot(runs: dict[str, dict[str, dict[str, Any]]], path: Path, title: str) -> 
     import matplotlib.pyplot as plt
 
     ws = sorted(runs, key=int)
-    fig, axes = plt.subplots(1, len(ws), figsize=(4.2 * len(ws), 4.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(ws), figsize=(4.2 * len(ws) + 1.8, 4.2), sharey=True, squeeze=False)
     names = sorted({n for w in ws for n in runs[w]})
     colours = {n: plt.cm.tab20(i % 20) for i, n in enumerate(names)}
     for ax, w in zip(axes[0], ws):
@@ -146,9 +146,13 @@ def plot(runs: dict[str, dict[str, dict[str, Any]]], path: Path, title: str) -> 
         ax.set_xlabel("epochs spent (all trials)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("median normalised regret (best val/nelbo)")
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+    handles = {}
+    for ax in axes[0]:  # one legend for every method, whichever panels it appears in
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(handles.values(), handles.keys(), fontsize=8, loc="center right")
     fig.suptitle(title + "  (solid: ours, dashed: Syne Tune)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 1.6 / (4.2 * len(ws) + 1.8), 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
