@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.peers.summary import THRESHOLDS
+from benchmarks.peers.summary import THRESHOLDS, quantiles
 
 # (ours, theirs): the searches both harnesses run. The "-snap" peers search our replay's space
 # (like with like); the plain ones Syne Tune's grid space (the same method, a different search).
@@ -79,8 +79,19 @@ def merge(files: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[str, dict[str
     for f in files:
         for w, methods in f["runs"].items():
             for name, rec in methods.items():
-                runs.setdefault(w, {})[name] = {**rec, "harness": f["harness"]}
+                runs.setdefault(w, {})[name] = {**_requantile(rec), "harness": f["harness"]}
     return runs, budgets.pop()
+
+
+def _requantile(rec: dict[str, Any]) -> dict[str, Any]:
+    """Median and quartiles recomputed from the per-seed values (the summary's own rule), so a
+    results file is read the same way whichever version of the summary wrote it."""
+    out = dict(rec)
+    for key, value in rec.items():
+        if isinstance(value, dict) and "per_seed" in value and key != "regret_at_budget":
+            q = quantiles([math.inf if v is None else v for v in value["per_seed"]])
+            out[key] = {**value, **{k: (None if not math.isfinite(v) else v) for k, v in q.items()}}
+    return out
 
 
 def markdown(runs: dict[str, dict[str, dict[str, Any]]], budget: int) -> str:

@@ -22,7 +22,7 @@ from benchmarks.regret import band, budget_to_reach, on_grid
 
 THRESHOLDS = (0.05, 0.01)
 GRID_POINTS = 101
-_BIG = 1e300  # stands for +inf inside the quantile interpolation
+_BIG = 1e300  # stands for +inf inside the quantile interpolation (and 2 x _BIG)
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,11 @@ class Trace:
 def quantiles(values: Sequence[float]) -> dict[str, float]:
     """Median and quartiles, linear interpolation as ``np.percentile``; +inf (never reached) sorts
     last, and a quantile that interpolates towards it is +inf."""
-    x = np.where(np.isfinite(np.asarray(values, dtype=float)), values, _BIG)
-    q25, q50, q75 = np.percentile(x, [25, 50, 75])
-    return {k: (math.inf if v > _BIG / 2 else float(v)) for k, v in (("q25", q25), ("median", q50), ("q75", q75))}
+    x = np.asarray(values, dtype=float)
+    # two stand-ins for +inf: a quantile that moves with the stand-in interpolates towards +inf
+    low = np.percentile(np.where(np.isfinite(x), x, _BIG), [25, 50, 75])
+    high = np.percentile(np.where(np.isfinite(x), x, 2 * _BIG), [25, 50, 75])
+    return {k: (float(a) if a == b else math.inf) for k, a, b in zip(("q25", "median", "q75"), low, high)}
 
 
 def _num(x: float) -> float | None:

@@ -59,6 +59,8 @@ def test_quantiles_treat_never_as_more_than_anything() -> None:
     assert quantiles([1.0, 2.0, 3.0, 4.0, 5.0]) == {"q25": 2.0, "median": 3.0, "q75": 4.0}
     q = quantiles([1.0, 2.0, math.inf, math.inf, math.inf])
     assert q["q25"] == 2.0 and q["median"] == math.inf and q["q75"] == math.inf
+    # between a finite value and a never: the interpolation is towards +inf, so +inf
+    assert quantiles([1.0, 2.0, 3.0, math.inf])["q75"] == math.inf
 
 
 def test_summary_reads_thresholds_and_budget_off_the_traces() -> None:
