@@ -132,7 +132,8 @@ def run_peer(table: Table, method: str, seed: int, *, workers: int, budget_epoch
     backend._time_keeper = _recorded_time_keeper()
     callback = SimulatorCallback()
     scheduler = lookup(method).make(config_space, seed)
-    os.environ.setdefault("SYNETUNE_FOLDER", tempfile.mkdtemp(prefix="syne-tune-"))  # never the working tree
+    if "SYNETUNE_FOLDER" not in os.environ:  # the Tuner's files: a temporary folder, never the working tree
+        os.environ["SYNETUNE_FOLDER"] = tempfile.mkdtemp(prefix="syne-tune-")
     tuner = Tuner(
         trial_backend=backend, scheduler=scheduler, n_workers=workers, sleep_time=0,
         stop_criterion=StoppingCriterion(max_num_evaluations=budget_epochs), callbacks=[callback],
