@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast ui bench replay clean
+.PHONY: setup run test test-fast ui bench replay peers peers-replay clean
 
 setup: $(STAMP)
 
@@ -43,5 +43,26 @@ replay: $(STAMP)
 	$(BIN)/python -m benchmarks.replay --table $(TABLE) --seeds 100 --workers 4 --budget-epochs 1000 \
 	  --bandit --bandit-configs all --bandit-seeds 10 --bandit-budgets 0.2 0.4 0.6 1.0 --out benchmarks/results/replay-w4
 
+# Syne Tune's methods on the same table (benchmarks/README.md, "Peers: Syne Tune"). Its own venv:
+# syne-tune 0.14.2 needs numpy<1.27, our runtime pins numpy 2 (benchmarks/peers/requirements.txt).
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+PEERS_OUT := benchmarks/results/peers-mnist5k-w0.0625
+peers: $(PEERS_STAMP)
+$(PEERS_STAMP): benchmarks/peers/requirements.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r benchmarks/peers/requirements.txt
+	touch $(PEERS_STAMP)
+
+# The comparison. Ours: ~12 min on 2 loaded cores; Syne Tune's ASHA/BOHB/DEHB: ~1.5 h; MOBSTER and
+# Hyper-Tune refit a GP at every suggestion (well over 5 min a replay here), hence fewer seeds.
+PEERS_SEEDS ?= --seeds-for st:mobster=5 st:hypertune=5
+peers-replay: $(STAMP) $(PEERS_STAMP)
+	nice -n 19 $(BIN)/python -m benchmarks.peers.ours --table $(TABLE) --workers 1 2 4 8 --seeds 50 \
+	  --budget-epochs 1000 --out $(PEERS_OUT)/ours.json
+	PYTHONPATH=. nice -n 19 $(PEERS_VENV)/bin/python -m benchmarks.peers.run --table $(TABLE) --workers 1 2 4 8 \
+	  --seeds 50 $(PEERS_SEEDS) --budget-epochs 1000 --out $(PEERS_OUT)/syne-tune.json
+	$(BIN)/python -m benchmarks.peers.report --results $(PEERS_OUT)/ours.json $(PEERS_OUT)/syne-tune.json --out $(PEERS_OUT)
+
 clean:
-	rm -rf $(VENV) *.egg-info build
+	rm -rf $(VENV) $(PEERS_VENV) *.egg-info build

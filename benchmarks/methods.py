@@ -37,6 +37,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("random", "random", "none", "Optuna RandomSampler, every trial to the end"),
     Method("optuna", "optuna", "none", "Optuna TPE (decoder categorical), every trial to the end"),
     Method("optuna+asha", "optuna", "asha", "Optuna TPE + ASHA early stopping"),
+    Method("random+asha", "random", "asha", "Optuna RandomSampler + ASHA early stopping (the Syne Tune "
+           "ASHA calibration, benchmarks/peers)"),
     Method("hyperband", "random", "hyperband", "random sampling + Tune's HyperBandScheduler"),
     Method("bandit_tpe", "bandit_tpe", "none", "UCB1 over decoders, one TPE study per decoder"),
     Method("bandit_tpe+asha", "bandit_tpe", "asha", "bandit_tpe + ASHA early stopping"),

@@ -26,6 +26,7 @@ EXPECTED = {
     "random": (OptunaSearch, optuna.samplers.RandomSampler, FIFOScheduler),
     "optuna": (OptunaSearch, optuna.samplers.TPESampler, FIFOScheduler),
     "optuna+asha": (OptunaSearch, optuna.samplers.TPESampler, AsyncHyperBandScheduler),
+    "random+asha": (OptunaSearch, optuna.samplers.RandomSampler, AsyncHyperBandScheduler),
     "hyperband": (OptunaSearch, optuna.samplers.RandomSampler, HyperBandScheduler),
     "bandit_tpe": (BanditTPESearcher, None, FIFOScheduler),
     "bandit_tpe+asha": (BanditTPESearcher, None, AsyncHyperBandScheduler),

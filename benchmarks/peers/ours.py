@@ -1,0 +1,59 @@
+"""Our methods (``benchmarks.methods``, replayed by ``benchmarks.simulator``) in the peers' report
+format: epochs and simulated seconds to regret <= 0.05 and 0.01, regret at the budget.
+
+    python -m benchmarks.peers.ours --table benchmarks/data/mnist5k-w0.0625 --workers 1 2 4 8 --seeds 50 \\
+        --budget-epochs 1000 --out benchmarks/results/peers-mnist5k-w0.0625/ours.json
+
+Runs in our own virtualenv (Ray Tune, Optuna); the same replay as ``benchmarks.replay``, only
+summarised with :mod:`benchmarks.peers.summary` (``replay.json`` keeps the 0.05 threshold alone).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.methods import available_methods
+from benchmarks.peers import results
+from benchmarks.peers.summary import Trace, summarise
+from benchmarks.regret import table_bounds
+from benchmarks.replay import run_method, to_run
+from benchmarks.table import Table
+
+DEFAULT_METHODS = ("random", "random+asha", "optuna+asha", "hyperband", "bandit_tpe+asha")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", required=True, type=Path)
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=available_methods())
+    parser.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4, 8])
+    parser.add_argument("--seeds", type=int, default=50)
+    parser.add_argument("--budget-epochs", type=int, default=1000)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    table = Table.load(args.table)
+    bounds = table_bounds(table)
+    out = results.load_or_new(args.out, "ours", str(args.table), args.budget_epochs, bounds)
+    for workers in args.workers:
+        for method in args.methods:
+            start = time.perf_counter()
+            traces, trials = [], []
+            for seed in range(args.seeds):
+                run = to_run(run_method(table, method, seed, workers=workers, budget_epochs=args.budget_epochs),
+                             seed, bounds)
+                traces.append(Trace(seed, run.epochs, run.clock, run.regret))
+                trials.append(run.trials)
+            record = summarise(method, traces, args.budget_epochs, trials=trials,
+                               wall_seconds=round(time.perf_counter() - start, 1))
+            results.add(out, workers, record, args.out)
+            e = record["epochs_to_0.05"]
+            print(f"W={workers} {method:<16} epochs to 0.05: {e['median']} [{e['q25']}-{e['q75']}] "
+                  f"({e['reached']}/{args.seeds}), {record['wall_seconds']} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
