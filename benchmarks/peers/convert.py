@@ -97,7 +97,7 @@ def to_blackbox(table: Table, *, space: str = "grid", **kwargs: Any) -> Any:
     one exists to compare the two harnesses on the same search (the calibration)."""
     import pandas as pd
     from syne_tune.blackbox_repository.blackbox_tabular import BlackboxTabular
-    from syne_tune.config_space import choice, loguniform, lograndint, logordinal, randint
+    from syne_tune.config_space import choice, logordinal, lograndint, loguniform, randint
 
     if space not in ("grid", "continuous"):
         raise ValueError(f"space must be 'grid' or 'continuous', got {space=}")

@@ -116,8 +116,8 @@ def run_peer(table: Table, method: str, seed: int, *, workers: int, budget_epoch
     must be of the method's ``space``)."""
     from syne_tune import StoppingCriterion, Tuner
     from syne_tune.backend.simulator_backend.simulator_backend import SimulatorConfig
-    from syne_tune.blackbox_repository import UserBlackboxBackend
     from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
+    from syne_tune.blackbox_repository import UserBlackboxBackend
     from syne_tune.constants import ST_TUNER_TIME
 
     for name in ("syne_tune", "syne_tune.tuner", "syne_tune.backend"):
