@@ -10,7 +10,9 @@ metrics, ``val/rate`` and ``val/distortion``, both minimised, and Optuna's multi
 NSGA-II, GP or random sampler) with FIFO scheduling (no early stopping: a two-objective search
 has no single metric to stop by), in the simulated Tune controller (:mod:`benchmarks.simulator`).
 ``beta_grid`` is the classic way: sweep β over the table's grid values in turn, each on a random
-draw of the other axes (decoder, latent size, schedule).
+draw of the other axes (decoder, latent size, schedule). ``bandit_tpe`` is the hypervolume bandit
+(``search/bandit/hypervolume.py``): UCB1 over the decoders, rewarded by each decoder's share of the
+front's hypervolume, with a multi-objective TPE study per decoder.
 
 A trial enters the front with its last epoch's (rate, distortion) when it finishes. The
 reference point is the table's: every recorded curve's last epoch, nadir + 10 % of each
@@ -42,7 +44,7 @@ from benchmarks.table import Grid, Table
 from search.pareto import front as front_of
 from search.pareto import hypervolume, reference_point
 
-METHODS = ("random", "beta_grid", "optuna", "nsga2", "gp")
+METHODS = ("random", "beta_grid", "optuna", "nsga2", "gp", "bandit_tpe")
 GRID_POINTS = 200
 
 
