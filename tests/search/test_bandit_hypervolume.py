@@ -196,6 +196,12 @@ def test_config_allows_bandit_tpe_with_rate_distortion_and_hands_it_both_objecti
     inner = make_searcher(config).searcher
     assert isinstance(inner, BanditTPESearcher)
     assert inner.metric == RD and inner.mode == ["min", "min"]
+    # the mode hands Tune the searcher alone: Tune's own metric/mode stay unset (they take one)
+    from search.modes.rate_distortion import RateDistortionMode
+
+    tune_config = RateDistortionMode(config).tune_config(None)  # type: ignore[arg-type]
+    assert isinstance(tune_config.search_alg.searcher, BanditTPESearcher)
+    assert tune_config.metric is None and tune_config.mode is None
 
 
 @pytest.mark.parametrize(("search", "message"), [
