@@ -213,3 +213,34 @@ def test_config_refuses_what_the_hypervolume_bandit_cannot_run(search: dict, mes
     with pytest.raises(ConfigError) as info:
         parse_config({"search": {"algorithm": "bandit_tpe", "objective": "rate_distortion", **search}})
     assert message in str(info.value)
+
+
+# --- the end of a rate–distortion search: the decoders' shares on the parent run ----------------------
+
+def test_front_arm_stats_and_the_parent_run_record() -> None:
+    from types import SimpleNamespace
+
+    from search.modes.rate_distortion import _log_front_arms
+    from search.modes.rd_points import TrialPoint
+    from search.modes.search_arms import front_arm_stats
+
+    # the hand-computed example above: mlp_small holds the ends, deconv_2x2 the middle, mlp_large a
+    # dominated point and one failed trial
+    trials = [("mlp_small", [(1.0, 4.0)]), ("mlp_small", [(4.0, 1.0)]), ("deconv_2x2", [(2.0, 2.0)]),
+              ("mlp_large", [(3.0, 3.0)]), ("mlp_large", [])]
+    stats = {s.arm: s for s in front_arm_stats(trials, SPACE["decoder"], (5.0, 5.0))}
+    assert [(stats[a].trials, stats[a].completed) for a in SPACE["decoder"]] == [(2, 2), (1, 1), (2, 1)]
+    assert [stats[a].reward for a in SPACE["decoder"]] == pytest.approx([2 / 11, 3 / 11, 0.0])
+
+    logged: dict[str, object] = {}
+    tracker = SimpleNamespace(log_metrics=logged.update, log_figure=lambda fig, name: logged.setdefault(name, fig),
+                              log_table=lambda rows, name: logged.setdefault(name, rows))
+    run = SimpleNamespace(config=parse_config({"search": {"algorithm": "bandit_tpe", "objective": "rate_distortion",
+                                                          "space": SPACE}}), tracker=tracker)
+    results = [SimpleNamespace(config={"decoder": d}, metrics={"trial_id": f"t{i}"} if own else {})
+               for i, (d, own) in enumerate(trials)]
+    per_trial = [[TrialPoint(f"t{i}", r, dd, None)] for i, (_, own) in enumerate(trials) for r, dd in own]
+    _log_front_arms(run, results, per_trial, (5.0, 5.0))  # type: ignore[arg-type]
+    assert logged["arm/mlp_small/trials"] == 2.0 and logged["arm/mlp_large/trials"] == 2.0
+    assert logged["arm/deconv_2x2/front_share"] == pytest.approx(3 / 11) and logged["arm/mlp_large/front_share"] == 0
+    assert "trials_per_arm.png" in logged and len(logged["arms.json"]) == 3  # type: ignore[arg-type]
