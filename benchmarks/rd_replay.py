@@ -2,7 +2,7 @@
 the front found against epochs spent.
 
     python -m benchmarks.rd_replay --table benchmarks/data/mnist5k-w0.0625 [--methods random optuna ...]
-        [--seeds 20] [--workers 2] [--budget-epochs 2000] [--out benchmarks/results/rd-replay]
+        [--seeds 20] [--workers 2] [--budget-epochs 2000] [--exploration 1.0] [--out benchmarks/results/rd-replay]
 
 Nothing is trained. Each method is the live search's own searcher for ``search.objective:
 rate_distortion`` (``search.searchers.make_searcher``: Ray Tune's ``OptunaSearch`` with two
@@ -10,7 +10,9 @@ metrics, ``val/rate`` and ``val/distortion``, both minimised, and Optuna's multi
 NSGA-II, GP or random sampler) with FIFO scheduling (no early stopping: a two-objective search
 has no single metric to stop by), in the simulated Tune controller (:mod:`benchmarks.simulator`).
 ``beta_grid`` is the classic way: sweep β over the table's grid values in turn, each on a random
-draw of the other axes (decoder, latent size, schedule).
+draw of the other axes (decoder, latent size, schedule). ``bandit_tpe`` is the hypervolume bandit
+(``search/bandit/hypervolume.py``): UCB1 over the decoders, rewarded by each decoder's share of the
+front's hypervolume, with a multi-objective TPE study per decoder.
 
 A trial enters the front with its last epoch's (rate, distortion) when it finishes. The
 reference point is the table's: every recorded curve's last epoch, nadir + 10 % of each
@@ -42,7 +44,7 @@ from benchmarks.table import Grid, Table
 from search.pareto import front as front_of
 from search.pareto import hypervolume, reference_point
 
-METHODS = ("random", "beta_grid", "optuna", "nsga2", "gp")
+METHODS = ("random", "beta_grid", "optuna", "nsga2", "gp", "bandit_tpe")
 GRID_POINTS = 200
 
 
@@ -80,8 +82,10 @@ class BetaGridSweep(Searcher):
         pass
 
 
-def make_searcher(method: str, grid: Grid, *, seed: int, workers: int, n_startup_trials: int = 5) -> Searcher:
-    """The live search's searcher for ``search.objective: rate_distortion`` (or the β sweep)."""
+def make_searcher(method: str, grid: Grid, *, seed: int, workers: int, n_startup_trials: int = 5,
+                  exploration: float = 1.0) -> Searcher:
+    """The live search's searcher for ``search.objective: rate_distortion`` (or the β sweep);
+    ``exploration`` is ``search.exploration``, the UCB constant of ``bandit_tpe``."""
     if method == "beta_grid":
         return ConcurrencyLimiter(BetaGridSweep(grid, seed), max_concurrent=workers)
     if method not in METHODS:
@@ -91,7 +95,7 @@ def make_searcher(method: str, grid: Grid, *, seed: int, workers: int, n_startup
 
     config = parse_config({"seed": seed, "search": {
         "algorithm": method, "objective": "rate_distortion", "max_concurrent": workers,
-        "n_startup_trials": n_startup_trials, "space": search_space(grid)}})
+        "n_startup_trials": n_startup_trials, "exploration": exploration, "space": search_space(grid)}})
     return live_searcher(config)
 
 
@@ -113,23 +117,24 @@ def hv_trace(result: SimResult, front: TableFront) -> tuple[np.ndarray, np.ndarr
     return np.array(epochs, dtype=float), np.array(regret, dtype=float)
 
 
-def run_method(table: Table, method: str, seed: int, *, workers: int, budget_epochs: int) -> SimResult:
+def run_method(table: Table, method: str, seed: int, *, workers: int, budget_epochs: int,
+               exploration: float = 1.0) -> SimResult:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = make_searcher(method, table.grid, seed=seed, workers=workers)
+    searcher = make_searcher(method, table.grid, seed=seed, workers=workers, exploration=exploration)
     return replay(table, searcher, FIFOScheduler(), workers=workers, metric="val/nelbo", max_pending=workers,
                   budget_epochs=budget_epochs, rng=np.random.default_rng(seed))
 
 
 def evaluate(table: Table, methods: Sequence[str], seeds: Sequence[int], *, workers: int, budget_epochs: int,
-             threshold: float = 0.05, progress: bool = True) -> dict[str, Any]:
+             threshold: float = 0.05, progress: bool = True, exploration: float = 1.0) -> dict[str, Any]:
     front = table_front(table)
     grid = np.linspace(0, budget_epochs, GRID_POINTS)
     out: dict[str, Any] = {"reference": list(front.reference), "hv_star": front.hv_star,
                            "true_front_size": len(front_of(front.points)), "methods": {}}
     for method in methods:
         start = time.perf_counter()
-        traces = [hv_trace(run_method(table, method, s, workers=workers, budget_epochs=budget_epochs), front)
-                  for s in seeds]
+        traces = [hv_trace(run_method(table, method, s, workers=workers, budget_epochs=budget_epochs,
+                                      exploration=exploration), front) for s in seeds]
         reach = [budget_to_reach(e, r, threshold) for e, r in traces]
         b = band(np.array([on_grid(e, r, grid) for e, r in traces]), grid)
         out["methods"][method] = {
@@ -170,17 +175,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--budget-epochs", type=int, default=2000)
     parser.add_argument("--threshold", type=float, default=0.05)
+    parser.add_argument("--exploration", type=float, default=1.0, help="bandit_tpe's UCB constant")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rd-replay"))
     args = parser.parse_args(argv)
     table = Table.load(args.table)
     report = evaluate(table, args.methods, range(args.seeds), workers=args.workers, budget_epochs=args.budget_epochs,
-                      threshold=args.threshold)
+                      threshold=args.threshold, exploration=args.exploration)
     print(f"table {args.table}: reference point (rate, distortion) = ({report['reference'][0]:.2f}, "
           f"{report['reference'][1]:.2f}); HV* = {report['hv_star']:.1f} ({report['true_front_size']} points on the "
           f"true front); W = {args.workers}, {args.seeds} seeds, budget {args.budget_epochs} epochs")
     print(format_report(report, args.threshold, args.budget_epochs))
     report.update(table=str(args.table), workers=args.workers, seeds=args.seeds, budget_epochs=args.budget_epochs,
-                  threshold=args.threshold)
+                  threshold=args.threshold, exploration=args.exploration)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rd_replay.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out / 'rd_replay.json'}")

@@ -9,7 +9,8 @@ The *hypervolume* of a set against a reference point r (worse than every point w
 both objectives) is the area of the union of the boxes [p, r] over the points p. Points that are
 not strictly better than r in both objectives add nothing. :func:`hypervolume` sweeps the front
 sorted by rate: O(n log n). :func:`contributions` gives each point's exclusive share (the area
-lost if it were removed), the reward of the rate–distortion decoder bandit.
+lost if it were removed); the rate–distortion decoder bandit's reward is the same idea for a
+decoder's whole set of points (``search/bandit/hypervolume.py``).
 """
 from __future__ import annotations
 

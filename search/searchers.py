@@ -2,7 +2,8 @@
 
 ``optuna`` is Ray Tune's ``OptunaSearch`` over the define-by-run space (``search/space.py``) with
 a seeded TPE sampler; ``random`` the same space with Optuna's RandomSampler; ``bandit_tpe`` the
-decoder bandit's searcher (``search/bandit/searcher.py``). A ``ConcurrencyLimiter`` keeps
+decoder bandit's searcher (``search/bandit/searcher.py``; with ``objective: rate_distortion`` the
+hypervolume bandit, told the same two metrics as ``OptunaSearch``). A ``ConcurrencyLimiter`` keeps
 ``max_concurrent`` trials in flight; ASHA (``scheduler: {name: asha}``) stops poor trials early.
 """
 from __future__ import annotations
@@ -51,11 +52,11 @@ def make_searcher(config: Config) -> Searcher:
     """Ray Tune searcher for the config, limited to ``max_concurrent`` trials in flight."""
     search = config.search
     searcher: Searcher
-    if search.algorithm == "bandit_tpe":
-        searcher = BanditTPESearcher(search.space, metric=search.metric, mode=search.mode, seed=config.seed,
+    metric, mode = objectives(config)
+    if search.algorithm == "bandit_tpe":   # two objectives: the hypervolume bandit
+        searcher = BanditTPESearcher(search.space, metric=metric, mode=mode, seed=config.seed,
                                      n_startup_trials=search.n_startup_trials, exploration=search.exploration)
     else:
-        metric, mode = objectives(config)
         searcher = OptunaSearch(space=DefineByRun(search.space), metric=metric, mode=mode, sampler=make_sampler(config))
     return ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)
 

@@ -14,6 +14,16 @@ final values instead would mix an early-stopped trial's first-epoch value with a
 20-epoch value, and would leave the bandit blind while the first trials run. Each arm has its own
 study because the good β / latent size depend on the decoder; one shared study would blur them.
 See DESIGN.md, "The decoder bandit".
+
+With two objectives (``metric=["val/rate", "val/distortion"]``, ``mode=["min", "min"]``, as the
+rate–distortion mode hands them to Tune's ``OptunaSearch``) it is the *hypervolume bandit*: each
+arm's study is a multi-objective TPE study, told both values of a finished trial, and UCB1's
+reward for an arm is its share of the hypervolume of the front of all finished trials
+(:func:`search.bandit.hypervolume.hypervolume_rewards`), with no rescaling (it is already in
+[0, 1]). Only finished trials count (every trial of that mode runs to its last epoch; a front of
+half-trained points would mix fidelities), and an arm tried but with no finished trial yet gets
+the exploration bonus alone (reward 0): its first trial is still running, and optimism would
+send the next trials to it before anything is known.
 """
 from __future__ import annotations
 
@@ -30,7 +40,8 @@ from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search import UNDEFINED_METRIC_MODE, Searcher
 from ray.tune.search.variant_generator import parse_spec_vars
 
-from search.bandit.ucb import MODES, ArmStats, equal_fidelity, ucb_arm
+from search.bandit.hypervolume import hypervolume_rewards
+from search.bandit.ucb import MODES, ArmStats, equal_fidelity, ucb_arm, ucb_pick
 from search.config import SearchSpace
 from search.space import DefineByRun
 from trainables.search_names import DECODER_KEY
@@ -59,6 +70,23 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _objectives(metric: str | list[str] | None, mode: str | list[str] | None) -> None:
+    """Refuse a metric/mode pair the searcher cannot run: one metric with "min"/"max", or the two
+    minimised objectives of the hypervolume bandit (``search.pareto`` minimises both)."""
+    if mode is None:
+        return
+    if isinstance(mode, str):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode=}")
+        if isinstance(metric, list):
+            raise ValueError(f"one mode for a list of metrics: give one mode per metric, got {metric=}, {mode=}")
+        return
+    if len(mode) != 2 or any(m != "min" for m in mode):
+        raise ValueError(f"with two objectives bandit_tpe minimises both: mode must be ['min', 'min'], got {mode=}")
+    if metric is not None and (not isinstance(metric, list) or len(metric) != len(mode)):
+        raise ValueError(f"give one metric per mode, got {metric=}, {mode=}")
+
+
 @dataclass
 class _Live:
     arm: int
@@ -81,15 +109,18 @@ class _Arms:
         self.completed = [0] * len(names)
         self.best: list[float | None] = [None] * len(names)
         self.curves: list[dict[int, float]] = [{} for _ in names]  # per arm: step -> best value reported
+        self.points: list[list[tuple[float, float]]] = [[] for _ in names]  # two objectives: finished trials
         self.live: dict[str, _Live] = {}
         self.finished: set[str] = set()
 
-    def create_studies(self, mode: str) -> None:
-        direction = "minimize" if mode == "min" else "maximize"
+    def create_studies(self, mode: str | list[str]) -> None:
+        """One study per arm; a list of modes makes each a multi-objective study (TPE handles both)."""
+        modes = [mode] if isinstance(mode, str) else mode
+        directions = ["minimize" if m == "min" else "maximize" for m in modes]
         # NopPruner: early stopping is the Tune scheduler's job (ASHA), as in OptunaSearch.
         self.studies = [
             optuna.create_study(
-                direction=direction,
+                directions=directions,
                 sampler=optuna.samplers.TPESampler(seed=self.seed + i, n_startup_trials=self.n_startup_trials),
                 pruner=optuna.pruners.NopPruner(),
                 study_name=f"bandit_tpe-{name}",
@@ -121,9 +152,17 @@ class _Arms:
         curve = self.curves[arm]
         curve[step] = value if step not in curve else better(curve[step], value)
 
-    def stats(self) -> list[ArmStats]:
+    def add_point(self, arm: int, point: tuple[float, float]) -> None:
+        self.completed[arm] += 1
+        self.points[arm].append(point)
+
+    def rewards(self) -> list[float]:
+        return hypervolume_rewards(self.points)
+
+    def stats(self, two_objectives: bool = False) -> list[ArmStats]:
+        rewards = self.rewards() if two_objectives else [None] * len(self.names)
         return [
-            ArmStats(arm=name, trials=self.trials[i], completed=self.completed[i], best=self.best[i])
+            ArmStats(arm=name, trials=self.trials[i], completed=self.completed[i], best=self.best[i], reward=rewards[i])
             for i, name in enumerate(self.names)
         ]
 
@@ -133,21 +172,21 @@ class BanditTPESearcher(Searcher):
 
     A trial stopped early by a scheduler (ASHA) is told COMPLETE with its last reported value, so
     TPE learns from it instead of discarding it as PRUNED. Picklable: no closures, no locks kept.
+    ``metric``/``mode`` as lists of two (both "min") make it the hypervolume bandit (module doc).
     """
 
     def __init__(
         self,
         space: SearchSpace,
         *,
-        metric: str | None = None,
-        mode: str | None = None,
+        metric: str | list[str] | None = None,
+        mode: str | list[str] | None = None,
         seed: int = 0,
         n_startup_trials: int = 5,
         exploration: float = 1.0,
     ) -> None:
         names = _arm_names(space)
-        if mode is not None and mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode=}")
+        _objectives(metric, mode)
         if exploration < 0:
             raise ValueError(f"exploration must be >= 0, got {exploration=}")
         if n_startup_trials < 0:
@@ -158,12 +197,12 @@ class BanditTPESearcher(Searcher):
         self._exploration = exploration
         self._arms = _Arms(names, seed, n_startup_trials)
 
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+    def set_search_properties(self, metric: str | list[str] | None, mode: str | list[str] | None, config: dict,
+                              **spec: Any) -> bool:
         """Take metric/mode from ``TuneConfig``. The space is ours, so Tune's ``config`` must hold
         only fixed values (the rest of a trial's config): with ``tune.uniform`` & co. in it we
         return False, and Tune raises its "already instantiated with a search space" error."""
-        if mode is not None and mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode=}")
+        _objectives(metric or self._metric, mode)
         if self._arms.studies and mode is not None and mode != self._mode:
             raise ValueError(f"bandit_tpe studies already run in mode {self._mode!r}, got {mode=}")
         self._metric = metric or self._metric
@@ -180,16 +219,26 @@ class BanditTPESearcher(Searcher):
             return dict(self._arms.live[trial_id].config)
         if not self._arms.studies:
             self._arms.create_studies(self._mode)
-        values, _ = equal_fidelity(self._arms.curves)
-        arm = ucb_arm(values, self._arms.trials, self._mode, self._exploration, first=self._arms.first)
+        if self._two_objectives:
+            arm = ucb_pick(self._arms.rewards(), self._arms.trials, self._exploration, first=self._arms.first)
+        else:
+            values, _ = equal_fidelity(self._arms.curves)
+            arm = ucb_arm(values, self._arms.trials, self._mode, self._exploration, first=self._arms.first)
         return dict(self._arms.start(trial_id, arm, self._define))
+
+    @property
+    def _two_objectives(self) -> bool:
+        return isinstance(self._metric, list)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Report the intermediate value to the arm's study (step = training_iteration), so a
-        trial that ends without a final result is still told its last value as PRUNED."""
+        trial that ends without a final result is still told its last value as PRUNED. With two
+        objectives nothing is reported (Optuna's multi-objective trials take no reports)."""
         entry = self._arms.live.get(trial_id)
         if entry is None:
             logger.warning("bandit_tpe: result for unknown or finished trial %s ignored", trial_id)
+            return
+        if self._two_objectives:
             return
         value = _finite(result.get(self._metric))
         step = result.get(TRAINING_ITERATION)
@@ -203,6 +252,9 @@ class BanditTPESearcher(Searcher):
         if entry is None:
             seen = "already finished" if trial_id in self._arms.finished else "unknown"
             logger.warning("bandit_tpe: completion of %s trial %s ignored", seen, trial_id)
+            return
+        if self._two_objectives:
+            self._complete_two(trial_id, entry, result, error)
             return
         raw = None if result is None else result.get(self._metric)
         value = _finite(raw)
@@ -224,8 +276,31 @@ class BanditTPESearcher(Searcher):
         if state == TrialState.COMPLETE and step is not None:  # the final result, if never reported
             self._arms.report(entry.arm, int(step), told.value, self._mode)
 
+    def _complete_two(self, trial_id: str, entry: _Live, result: dict | None, error: bool) -> None:
+        """Tell the arm's study both objectives; the point joins the arm's share of the front.
+        As with one metric: an error is FAIL, no result PRUNED (here without values: nothing was
+        reported), a missing or non-finite objective FAIL."""
+        assert isinstance(self._metric, list)
+        raw = None if result is None else [result.get(m) for m in self._metric]
+        values = None if raw is None else [_finite(v) for v in raw]
+        if error:
+            state = TrialState.FAIL
+        elif raw is None:
+            state = TrialState.PRUNED
+        elif any(v is None for v in values or []):
+            logger.warning("bandit_tpe: trial %s ended with %s; told as FAIL", trial_id, dict(zip(self._metric, raw)))
+            state = TrialState.FAIL
+        else:
+            state = TrialState.COMPLETE
+        complete = state == TrialState.COMPLETE
+        self._arms.studies[entry.arm].tell(entry.trial, values if complete else None, state=state)
+        if complete:
+            assert values is not None
+            self._arms.add_point(entry.arm, (float(values[0]), float(values[1])))  # type: ignore[arg-type]
+
     def arm_stats(self) -> list[ArmStats]:
-        return self._arms.stats()
+        """Each arm's record; with two objectives ``best`` is None and ``reward`` its hypervolume share."""
+        return self._arms.stats(self._two_objectives)
 
     @property
     def studies(self) -> dict[str, optuna.Study]:
@@ -247,4 +322,6 @@ class BanditTPESearcher(Searcher):
         if not hasattr(arms, "curves"):  # saved before arms were compared at equal training
             arms.curves = [{} for _ in arms.names]
             arms.first = list(range(len(arms.names)))
+        if not hasattr(arms, "points"):  # saved before the hypervolume bandit
+            arms.points = [[] for _ in arms.names]
         self.__dict__.update(state)

@@ -21,7 +21,8 @@ class ArmStats:
     arm: str  # decoder name
     trials: int  # trials started on this arm
     completed: int  # trials told to its study with a value (COMPLETE, or PRUNED after reports)
-    best: float | None  # best told value, in the metric's own units (the min for mode "min")
+    best: float | None  # best told value, in the metric's own units (the min for mode "min"); None with two objectives
+    reward: float | None = None  # two objectives: the arm's share of the front's hypervolume (its UCB reward)
 
 
 def _quality(best: Sequence[float | None], mode: str, worst: float | None) -> list[float]:
@@ -76,6 +77,30 @@ def ucb_arm(
         raise ValueError(f"need one best value and one trial count per arm, got {best=}, {trials=}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode=}")
+    untried = _untried(trials, exploration, first)
+    if untried is not None:
+        return untried
+    return _highest_bound(_quality(best, mode, worst), trials, exploration)
+
+
+def ucb_pick(rewards: Sequence[float], trials: Sequence[int], exploration: float, *,
+             first: Sequence[int] | None = None) -> int:
+    """UCB1 on rewards already in [0, 1] (the hypervolume bandit's shares of the front): untried
+    arms first in the order ``first``, then the arm maximising ``r_i + exploration * sqrt(2 ln N / n_i)``
+    (ties: lowest index). Unlike :func:`ucb_arm` nothing is rescaled: a reward is already a
+    fraction of a whole (the front's hypervolume), so an arm worth 0 stays at 0."""
+    if len(rewards) != len(trials) or not rewards:
+        raise ValueError(f"need one reward and one trial count per arm, got {rewards=}, {trials=}")
+    if any(not 0.0 <= r <= 1.0 for r in rewards):
+        raise ValueError(f"rewards must lie in [0, 1], got {rewards=}")
+    untried = _untried(trials, exploration, first)
+    if untried is not None:
+        return untried
+    return _highest_bound(list(rewards), trials, exploration)
+
+
+def _untried(trials: Sequence[int], exploration: float, first: Sequence[int] | None) -> int | None:
+    """Check the shared arguments; the first arm (in the order ``first``) never tried, if any."""
     if exploration < 0:
         raise ValueError(f"exploration must be >= 0, got {exploration=}")
     if any(n < 0 for n in trials):
@@ -86,7 +111,10 @@ def ucb_arm(
     for i in order:
         if trials[i] == 0:
             return i
-    q = _quality(best, mode, worst)
+    return None
+
+
+def _highest_bound(q: Sequence[float], trials: Sequence[int], exploration: float) -> int:
     log_total = math.log(sum(trials))
     scores = [q_i + exploration * math.sqrt(2.0 * log_total / n) for q_i, n in zip(q, trials)]
     return max(range(len(scores)), key=scores.__getitem__)  # max keeps the first of equal scores

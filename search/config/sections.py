@@ -185,7 +185,8 @@ RATE_DISTORTION = ("val/rate", "val/distortion")   # the two minimised objective
 
 class SearchConfig(Strict):
     # optuna: TPE (multi-objective TPE for rate_distortion); gp: Optuna's GPSampler (Gaussian-process
-    # BO); nsga2: Optuna's NSGAIISampler; random; bandit_tpe: UCB over decoders, TPE per decoder.
+    # BO); nsga2: Optuna's NSGAIISampler; random; bandit_tpe: UCB over decoders, TPE per decoder (for
+    # rate_distortion: multi-objective TPE per decoder, reward = the decoder's share of the front's hypervolume).
     algorithm: Literal["optuna", "random", "gp", "nsga2", "bandit_tpe"] = "optuna"
     metric: Literal["val/nelbo", "val/distortion", "val/rate"] = "val/nelbo"
     # metric: minimise `metric`; rate_distortion: minimise val/rate and val/distortion together
@@ -217,11 +218,8 @@ class SearchConfig(Strict):
                 f"scheduler {self.scheduler.name!r} stops trials by one metric, and a rate_distortion search has "
                 "two (a trial worse in one may be on the front by the other): use scheduler: {name: none}"
             )
-        if self.algorithm == "bandit_tpe":
-            raise ValueError(
-                "algorithm 'bandit_tpe' ranks decoders by one metric; for objective: rate_distortion use optuna "
-                "(multi-objective TPE), nsga2, gp or random, with the decoders as a categorical in search.space"
-            )
+        # bandit_tpe runs here as the hypervolume bandit (search/bandit/hypervolume.py): UCB over the
+        # decoders with each arm's share of the front's hypervolume as its reward.
         return self
 
 

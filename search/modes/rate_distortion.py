@@ -20,22 +20,24 @@ trial is registered once, tagged with the β of its front points.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ray.tune import ResultGrid, TuneConfig
 from ray.tune.schedulers import FIFOScheduler
 
-from search import roles
+from search import plots, roles
 from search.callback import TRACKING_ERRORS
 from search.modes.base import RunContext, RunSummary
 from search.modes.rd_points import TrialPoint, trial_points, trials_front
 from search.modes.search import SearchMode, _row, open_hint
+from search.modes.search_arms import front_arm_stats
 from search.rd_plots import RDPoint, rd_front_figure, rd_front_html
 from search.searchers import make_searcher
 from search.tracking import RegistryEntry, error_summary
 from trainables.beta_conditioning import CURVE_LOSS
 from trainables.checkpoint import load_model
+from trainables.search_names import DECODER_KEY
 
 ON_FRONT_TAG = "vaesearch.on_front"
 #: The settings a front line shows, when the trial has them.
@@ -156,6 +158,8 @@ class RateDistortionMode(SearchMode):
                             "distortion": t.distortion, "nelbo": t.nelbo, "config": t.config} for t in summary.front],
                           name="front.json")
         tracker.log_metrics({"front/hypervolume_final": summary.hypervolume})
+        if self.config.search.algorithm == "bandit_tpe":
+            _log_front_arms(run, results, per_trial, reference)
         tracker.set_tags({"vaesearch.front_reference": f"{reference[0]:.6g},{reference[1]:.6g}"})
 
         registered = self.config.tracking.registered_model
@@ -207,6 +211,24 @@ class RateDistortionMode(SearchMode):
                      f"{config.model.beta_conditioned.high:g}]; on the front at β = {tags['front_betas']}. "  # type: ignore[union-attr]
                      "Evaluate it at a β with `model.at_beta(β)`.")
         return RegistryEntry(config.tracking.registered_model, text, tags, alias=None)
+
+
+def _log_front_arms(run: RunContext, results: Any, per_trial: list[list[TrialPoint]],
+                    reference: tuple[float, float]) -> None:
+    """The hypervolume bandit: trials per decoder and each decoder's share of the front's
+    hypervolume, on the parent run (``arm/<decoder>/trials``, ``arm/<decoder>/front_share``,
+    ``arms.json``, ``trials_per_arm.png``), as the single-objective search logs its arms."""
+    points = {ps[0].trial_id: [(p.rate, p.distortion) for p in ps] for ps in per_trial if ps}
+    trials = [((r.config or {}).get(DECODER_KEY), points.get(str((r.metrics or {}).get("trial_id")), []))
+              for r in results]
+    stats = front_arm_stats(trials, run.config.search.space.decoder_choices() or [], reference)
+    tracker = run.tracker
+    metrics = {f"arm/{s.arm}/trials": float(s.trials) for s in stats}
+    metrics.update({f"arm/{s.arm}/front_share": float(s.reward or 0.0) for s in stats})
+    tracker.log_metrics(metrics)
+    tracker.log_figure(plots.bar_chart([s.arm for s in stats], [s.trials for s in stats],
+                                       title="bandit_tpe: trials per decoder", ylabel="trials"), "trials_per_arm.png")
+    tracker.log_table([asdict(s) for s in stats], name="arms.json")
 
 
 def _one_per_trial(front: list[FrontTrial]) -> list[FrontTrial]:

@@ -77,3 +77,8 @@ def test_report_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     finals = {tuple(p) for p in rd_replay.table_front(Table.load(tmp_path / "t")).points}
     on_front = [p for p in finals if not any(dominates(q, p) for q in finals)]
     assert report["true_front_size"] == len(on_front) and not math.isnan(report["hv_star"])
+
+
+def test_bandit_exploration_reaches_the_searcher(table: Table) -> None:
+    inner = rd_replay.make_searcher("bandit_tpe", table.grid, seed=0, workers=2, exploration=0.25).searcher
+    assert inner._exploration == 0.25 and len(inner.studies) == 0   # studies are made at the first suggestion
