@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.methods import available_methods
 from benchmarks.peers import results
-from benchmarks.peers.summary import Trace, summarise
+from benchmarks.peers.summary import Trace
 from benchmarks.regret import table_bounds
 from benchmarks.replay import run_method, to_run
 from benchmarks.table import Table
@@ -46,12 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                              seed, bounds)
                 traces.append(Trace(seed, run.epochs, run.clock, run.regret))
                 trials.append(run.trials)
-            record = summarise(method, traces, args.budget_epochs, trials=trials,
-                               wall_seconds=round(time.perf_counter() - start, 1))
-            results.add(out, workers, record, args.out)
-            e = record["epochs_to_0.05"]
-            print(f"W={workers} {method:<16} epochs to 0.05: {e['median']} [{e['q25']}-{e['q75']}] "
-                  f"({e['reached']}/{args.seeds}), {record['wall_seconds']} s", flush=True)
+            results.add_cell(out, workers, method, traces, trials, args.budget_epochs,
+                             time.perf_counter() - start, args.out)
     return 0
 
 

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.peers.summary import Trace, summarise
 from benchmarks.regret import Bounds
 
 
@@ -34,3 +35,15 @@ def add(results: dict[str, Any], workers: int, record: dict[str, Any], path: Pat
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=1) + "\n")
     tmp.replace(path)
+
+
+def add_cell(results: dict[str, Any], workers: int, method: str, traces: list[Trace], trials: list[int],
+             budget_epochs: int, wall_seconds: float, path: Path) -> dict[str, Any]:
+    """Summarise one (method, W) cell of replays, add it to ``results`` (written to ``path``) and
+    print its line; both harnesses (ours, Syne Tune) end each cell here."""
+    record = summarise(method, traces, budget_epochs, trials=trials, wall_seconds=round(wall_seconds, 1))
+    add(results, workers, record, path)
+    e = record["epochs_to_0.05"]
+    print(f"W={workers} {method:<16} epochs to 0.05: {e['median']} [{e['q25']}-{e['q75']}] "
+          f"({e['reached']}/{len(traces)}), {record['wall_seconds']} s", flush=True)
+    return record

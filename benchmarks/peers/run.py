@@ -19,7 +19,6 @@ from pathlib import Path
 
 from benchmarks.peers import results
 from benchmarks.peers.convert import to_blackbox
-from benchmarks.peers.summary import summarise
 from benchmarks.peers.syne import available_peers, lookup, run_peer, to_trace
 from benchmarks.regret import table_bounds
 from benchmarks.table import Table
@@ -66,12 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                                     blackbox=blackboxes[lookup(method).space])
                 traces.append(to_trace(rows, seed, bounds))
                 trials.append(len({r[1] for r in rows[:args.budget_epochs]}))  # trials started within the budget
-            record = summarise(method, traces, args.budget_epochs, trials=trials,
-                               wall_seconds=round(time.perf_counter() - start, 1))
-            results.add(out, workers, record, args.out)
-            e = record["epochs_to_0.05"]
-            print(f"W={workers} {method:<14} epochs to 0.05: {e['median']} [{e['q25']}-{e['q75']}] "
-                  f"({e['reached']}/{len(traces)}), {record['wall_seconds']} s", flush=True)
+            results.add_cell(out, workers, method, traces, trials, args.budget_epochs,
+                             time.perf_counter() - start, args.out)
     return 0
 
 
