@@ -6,6 +6,11 @@ result stays in Tune's storage, and the backlog is written when the server answe
 (retried at most every ``retry_after_s`` and once more at the end of the experiment). Whatever is
 still queued at the end is reported as a gap (``vaesearch sync`` fills it from Tune's storage).
 
+With ``background=True`` (what the driver uses) one writer thread applies the queue, so Tune's
+loop never waits on MLflow: it only appends to the queue. Order is the queue's order (one writer);
+while the store fails, the writer retries every ``retry_after_s`` by itself, new events or not.
+The end of the experiment stops the writer and writes what is left, as before.
+
 Epochs are logged at most once per child run: a trial restarted from its checkpoint (lost node,
 resumed driver) reports epochs again, and steps at or below the last one logged are skipped; after
 a failed request (which the server may have written, its answer lost) the run is asked again for
@@ -20,6 +25,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -59,8 +65,9 @@ class _Event:
 
 class MlflowTrialCallback(Callback):
     def __init__(self, tracker: Tracker, log_images: bool = True, retry_after_s: float = 20.0,
-                 style: TrialRunStyle | None = None) -> None:
+                 style: TrialRunStyle | None = None, background: bool = False) -> None:
         self.tracker = tracker
+        self.background = background
         self.style = style or TrialRunStyle()   # child runs' names, params, why a trial ended early
         self.log_images = log_images
         self.retry_after_s = retry_after_s
@@ -73,12 +80,16 @@ class MlflowTrialCallback(Callback):
         self._scratch: str | None = None            # image copies of queued events
         self._unsure: set[str] = set()              # runs whose last step must be asked again
         self._image_steps: dict[str, set[int]] = {}  # run id -> epochs whose reconstructions are logged
+        self._flushing = threading.Lock()           # one flush at a time: the writer's or the driver's
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._stopping = False
 
     # --- pickling into Tune's experiment state -----------------------------------------------
     def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
         state = {"uri": self.tracker.uri, "experiment_id": self.tracker.experiment_id,
                  "parent_run_id": self.tracker.parent_run_id, "log_images": self.log_images,
-                 "retry_after_s": self.retry_after_s, "style": self.style}
+                 "retry_after_s": self.retry_after_s, "style": self.style, "background": self.background}
         return _unpickle, (state,)
 
     def adopt_on_restore(self) -> None:
@@ -133,6 +144,7 @@ class MlflowTrialCallback(Callback):
                                  status=RunStatus.to_string(RunStatus.FAILED), error=_read_error(trial)))
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self.stop_writer()
         self.flush(force=True)
         if self.backlog:
             log.warning("%d MLflow event(s) could not be written (tracking server unreachable); every result is "
@@ -142,10 +154,42 @@ class MlflowTrialCallback(Callback):
     # --- the queue -----------------------------------------------------------------------------
     def _submit(self, event: _Event) -> None:
         self.backlog.append(event)
-        self.flush()
+        if not self.background:
+            self.flush()
+            return
+        if self._writer is None or not self._writer.is_alive():
+            self._stopping = False
+            self._writer = threading.Thread(target=self._write_in_background, name="vaesearch-mlflow-writer",
+                                            daemon=True)
+            self._writer.start()
+        self._wake.set()
+
+    def _write_in_background(self) -> None:
+        while True:
+            # Woken by each new event; while the store fails, also every retry_after_s (flush waits that long).
+            self._wake.wait(timeout=self.retry_after_s if self._failing_since is not None else None)
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the writer must outlive any one bad event; the driver writes at the end
+                log.exception("the MLflow writer thread failed on an event; it is written again at the end")
+
+    def stop_writer(self) -> None:
+        """Stop the background writer after the write in progress (the caller writes what is left)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self._stopping = True
+            self._wake.set()
+            writer.join()
 
     def flush(self, force: bool = False) -> bool:
         """Write the queued events in order; stop at the first failure. True when none is left."""
+        with self._flushing:
+            return self._flush(force)
+
+    def _flush(self, force: bool) -> bool:
         if self._failing_since is not None and not force and time.monotonic() - self._last_try < self.retry_after_s:
             return False
         while self.backlog:
@@ -249,7 +293,7 @@ def _unpickle(state: dict[str, Any]) -> MlflowTrialCallback:
     def rebuild() -> MlflowTrialCallback:
         tracker = Tracker.attach(state["uri"], state["experiment_id"], state["parent_run_id"])
         return MlflowTrialCallback(tracker, log_images=state["log_images"], retry_after_s=state["retry_after_s"],
-                                   style=state.get("style"))
+                                   style=state.get("style"), background=state.get("background", False))
 
     return adopted(_KIND, state["parent_run_id"] or "", rebuild)
 

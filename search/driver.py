@@ -122,7 +122,7 @@ def reporter(parameter_columns: list[str], metric_columns: dict[str, str]) -> CL
 
 def _callback(config: Config, mode: Mode, tracker: Tracker) -> MlflowTrialCallback:
     return MlflowTrialCallback(tracker, log_images=config.tracking.log_images, retry_after_s=config.tracking.retry_s,
-                               style=mode.trial_runs())
+                               style=mode.trial_runs(), background=config.tracking.write_in_background)
 
 
 def _new_tuner(mode: Mode, run: RunContext, callback: MlflowTrialCallback, name: str) -> Tuner:

@@ -7,13 +7,14 @@ simulated clock places the report at the objective named ``elapsed_time_attr``, 
 seconds since the trial started. So the conversion is:
 
 - configs: the table's grid points, one row each (``decoder``, ``beta``, ``latent_dim``,
-  ``schedule``), in the grid's fixed order;
+  ``schedule`` and, where the table has that axis, ``lr``), in the grid's fixed order;
 - ``objectives_evaluations[config, seed, epoch, :]`` = (val/nelbo, cumulative seconds), with the
   seconds from the same column our replay's clock runs on (``time_this_iter_s``), so both harnesses
   see the same clock;
 - the configuration space: decoder and schedule ``choice``; β and latent size ``logordinal`` on
   the grid's values (ordered, log scale: what the model-based searchers should see, and the values
-  are exactly the table's so the tabular lookup never misses); the latent size as a float.
+  are exactly the table's so the tabular lookup never misses); the latent size as a float; ``lr``
+  (where an axis) ``logordinal`` too.
 
 :func:`to_arrays` is pure numpy (tested without Syne Tune); :func:`to_blackbox` builds the Syne
 Tune objects from it and is the only function here that imports Syne Tune and pandas.
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.snap import snap
-from benchmarks.table import AXES, Grid, Point, Table
+from benchmarks.table import Grid, Point, Table
 
 METRIC = "val/nelbo"
 ELAPSED = "elapsed_time"   # cumulative seconds since the trial started (Syne Tune's convention)
@@ -81,7 +82,7 @@ def to_arrays(table: Table, *, metric: str = METRIC, clock_metric: str = CLOCK_M
 def snap_config(config: dict[str, Any], grid: Grid) -> dict[str, Any]:
     """A proposal of the continuous space -> the table's config our replay would train
     (``benchmarks.snap``: nearest grid value in log space), with the latent size as a float."""
-    point = snap({k: config[k] for k in AXES}, grid)
+    point = snap({k: config[k] for k in grid.axes}, grid)
     return {**point.as_config(), "latent_dim": float(point.latent_dim)}
 
 
@@ -111,10 +112,14 @@ def to_blackbox(table: Table, *, space: str = "grid", **kwargs: Any) -> Any:
         "latent_dim": logordinal(sorted(float(d) for d in grid.latent_dim)),
         "schedule": choice(list(grid.schedule)),
     }
+    if grid.lr:   # an axis of this table (e.g. digits-mlp): ordered, log scale, like β
+        config_space["lr"] = logordinal(sorted(float(v) for v in grid.lr))
     cls = BlackboxTabular
     if space == "continuous":
         config_space["beta"] = loguniform(min(grid.beta), max(grid.beta))
         config_space["latent_dim"] = lograndint(min(grid.latent_dim), max(grid.latent_dim))
+        if grid.lr:
+            config_space["lr"] = loguniform(min(grid.lr), max(grid.lr))
 
         class SnappedBlackboxTabular(BlackboxTabular):
             """Looks a continuous proposal up at its snapped grid config."""
@@ -125,7 +130,7 @@ def to_blackbox(table: Table, *, space: str = "grid", **kwargs: Any) -> Any:
                 return super()._objective_function(configuration, fidelity, seed)
 
         cls = SnappedBlackboxTabular
-    hyperparameters = pd.DataFrame(arrays.hyperparameter_rows(), columns=list(AXES)).astype({"latent_dim": float})
+    hyperparameters = pd.DataFrame(arrays.hyperparameter_rows(), columns=list(grid.axes)).astype({"latent_dim": float})
     return cls(
         hyperparameters=hyperparameters, configuration_space=config_space,
         fidelity_space={RESOURCE: randint(1, table.epochs)}, objectives_evaluations=arrays.evaluations,

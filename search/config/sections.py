@@ -249,3 +249,6 @@ class TrackingConfig(Strict):
     registered_model: str | None = "vaesearch-best"
     log_images: bool = True
     retry_s: float = Field(default=20.0, gt=0)   # while the server is unreachable: retry queued results this often
+    # One writer thread applies the MLflow writes in order, so Tune's loop never waits on the server;
+    # false: the driver's loop writes each event itself (what it did before; slower over HTTP).
+    write_in_background: bool = True

@@ -14,7 +14,7 @@ import pytest
 from benchmarks.peers.convert import OBJECTIVES, to_arrays
 from benchmarks.peers.summary import Trace, quantiles, summarise
 from benchmarks.regret import regret_trace, table_bounds
-from benchmarks.table import Curve, Table
+from benchmarks.table import Curve, Grid, Table
 from tests.benchmarks.synthetic import EPOCHS, GRID, curve, write_table
 
 
@@ -91,3 +91,17 @@ def test_snap_config_is_the_replays_snap() -> None:
     got = snap_config({"decoder": "mlp_small", "beta": 0.3, "latent_dim": 23, "schedule": "linear"}, GRID)
     # β 0.3 is nearest 0.25 in log space; latent 23 nearest 16 (log2 23 = 4.52, nearer 4 than 6)
     assert got == {"decoder": "mlp_small", "beta": 0.25, "latent_dim": 16.0, "schedule": "linear"}
+
+
+LR_GRID = Grid.from_dict({**GRID.to_dict(), "lr": [3e-4, 1e-3, 3e-3]})
+
+
+def test_a_table_with_an_lr_axis_converts_and_snaps_lr(tmp_path: Path) -> None:
+    from benchmarks.peers.convert import snap_config
+
+    table = Table.load(write_table(tmp_path, grid=LR_GRID))
+    arrays = to_arrays(table)
+    assert arrays.evaluations.shape[0] == len(LR_GRID.points()) == 3 * len(GRID.points())
+    assert {row["lr"] for row in arrays.hyperparameter_rows()} == {3e-4, 1e-3, 3e-3}
+    got = snap_config({"decoder": "mlp_small", "beta": 1.0, "latent_dim": 16, "schedule": "linear", "lr": 2e-3}, LR_GRID)
+    assert got["lr"] == 3e-3   # log10 2e-3 = -2.70: nearer -2.52 (3e-3) than -3 (1e-3)

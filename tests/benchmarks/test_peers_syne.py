@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.table import Point, Table
+from benchmarks.table import Grid, Point, Table
 from tests.benchmarks.synthetic import EPOCHS, GRID, curve
 
 syne_tune = pytest.importorskip("syne_tune", reason="Syne Tune lives in .venv-peers (make peers)")
@@ -76,3 +76,15 @@ def test_continuous_space_looks_up_the_snapped_config(table: Table) -> None:
     got = bb.objective_function({"decoder": "mlp_large", "beta": 3.1, "latent_dim": 50, "schedule": "linear"}, seed=0)
     want = curve(Point("mlp_large", 4.0, 64, "linear"), GRID.seed[0])
     assert np.allclose(got[:, 0], want.metrics["val/nelbo"], atol=1e-4)
+
+
+def test_a_table_with_an_lr_axis_is_looked_up_by_lr(tmp_path) -> None:
+    from benchmarks.peers.convert import to_blackbox
+    from tests.benchmarks.synthetic import write_table
+
+    grid = Grid.from_dict({**GRID.to_dict(), "lr": [1e-3, 3e-3]})
+    bb = to_blackbox(Table.load(write_table(tmp_path, grid=grid)))
+    assert sorted(bb.configuration_space["lr"].categories) == [1e-3, 3e-3]
+    point = Point("mlp_large", 4.0, 64, "linear", 3e-3)
+    got = bb.objective_function({**point.as_config(), "latent_dim": 64.0}, seed=0)
+    assert np.allclose(got[:, 0], curve(point, 0).metrics["val/nelbo"], atol=1e-4)

@@ -3,6 +3,8 @@ answers, log each epoch once, adopt on restore), with a fake tracker: no Ray run
 from __future__ import annotations
 
 import pickle
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -264,3 +266,62 @@ def test_reconstructions_are_logged_with_a_step_every_few_epochs_and_once(tmp_pa
     off = MlflowTrialCallback(_FakeTracker(), log_images=False, style=TrialRunStyle(planned_epochs=16))  # type: ignore[arg-type]
     off.on_checkpoint(0, [], trial, _Checkpoint(tmp_path))
     assert not off.backlog and not off.tracker.calls
+
+
+class _GatedTracker(_FakeTracker):
+    """Each epoch write waits for ``gate``: a tracking server that answers slowly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def log_epoch(self, run_id: str, metrics: Any, step: int) -> None:
+        assert self.gate.wait(timeout=30), "the test never opened the gate"
+        super().log_epoch(run_id, metrics, step)
+
+
+def test_background_writes_keep_tunes_loop_from_waiting_and_keep_the_order() -> None:
+    tracker = _GatedTracker()
+    cb = MlflowTrialCallback(tracker, background=True)  # type: ignore[arg-type]
+    trials = [_Trial("a"), _Trial("b")]
+    t0 = time.monotonic()
+    for trial in trials:
+        cb.on_trial_start(0, [], trial)
+    for step in (1, 2, 3):
+        for trial in trials:
+            _epoch(cb, trial, step)       # the writer is stuck on the first epoch; Tune's loop goes on
+    loop_seconds = time.monotonic() - t0
+    assert loop_seconds < 5 and len(cb.backlog) >= 6, (loop_seconds, len(cb.backlog))
+    for trial in trials:
+        cb.on_trial_complete(0, [], trial)
+    tracker.gate.set()
+    cb.on_experiment_end([])              # stops the writer and writes what is left
+    assert not cb.backlog and cb._writer is None
+    expected = [("child", "a"), ("child", "b")] + [("epoch", f"run-{t}", s) for s in (1, 2, 3) for t in "ab"] + [
+        ("ended", "run-a", 3, {}), ("end", "run-a", "FINISHED"), ("ended", "run-b", 3, {}), ("end", "run-b", "FINISHED")]
+    assert tracker.calls == expected
+
+
+def test_the_background_writer_retries_an_unreachable_store_by_itself() -> None:
+    tracker = _FakeTracker(down=True)
+    cb = MlflowTrialCallback(tracker, retry_after_s=0.05, background=True)  # type: ignore[arg-type]
+    trial = _Trial("a")
+    cb.on_trial_start(0, [], trial)
+    _epoch(cb, trial, 1)
+    deadline = time.monotonic() + 10
+    while cb._failing_since is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cb._failing_since is not None and [e.kind for e in cb.backlog] == ["start", "epoch"]
+    tracker.down = False                  # no new event: the writer's own retry writes the queue
+    while cb.backlog and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not cb.backlog and tracker.calls == [("child", "a"), ("epoch", "run-a", 1)]
+    cb.on_experiment_end([])
+
+
+def test_a_background_callback_pickles_its_mode(monkeypatch) -> None:
+    tracker = _FakeTracker()
+    monkeypatch.setattr(callback_module.Tracker, "attach", staticmethod(lambda *a: tracker))
+    cb = MlflowTrialCallback(tracker, background=True)  # type: ignore[arg-type]
+    restored = pickle.loads(pickle.dumps(cb))
+    assert restored.background and restored._writer is None
