@@ -67,6 +67,51 @@ def points_of(uri: str, parent_run_id: str) -> list[tuple[float, float]]:
     return [(p.rate, p.distortion) for c in children for p in trial_points(c.info.run_id, c.data.metrics)]
 
 
+def plot_fronts(result: dict[str, Any], path: Path, seed: int | None = None) -> None:
+    """Every search of one seed in the RD plane: its points, and its front as a step line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in result["runs"] if r["seed"] == (result["runs"][0]["seed"] if seed is None else seed)]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for run, colour in zip(runs, ("tab:grey", "tab:blue", "tab:orange", "tab:green", "tab:red")):
+        xs, ys = zip(*run["points"]) if run["points"] else ((), ())
+        ax.scatter(xs, ys, s=10, alpha=0.35, color=colour)
+        fr = sorted(run["front"])
+        ax.step([p[0] for p in fr], [p[1] for p in fr], where="post", color=colour, lw=2,
+                label=f"{run['method']} (HV {run['hypervolume']:.1f}, {len(fr)} front points)")
+    ref = result["reference"]
+    ax.set_xlim(0, ref[0])
+    ax.set_ylim(min(p[1] for r in runs for p in r["points"]) * 0.98, ref[1])
+    ax.set_xlabel("rate (nats)")
+    ax.set_ylabel("distortion (nats)")
+    ax.set_title(f"rate–distortion fronts at equal epochs, seed {runs[0]['seed']} "
+                 f"(reference point {ref[0]:.3g}, {ref[1]:.4g})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def print_table(result: dict[str, Any], methods: list[str], trials: int, epochs: int) -> None:
+    reference = result["reference"]
+    runs = result["runs"]
+    print(f"\nreference point (rate, distortion) = ({reference[0]:.4g}, {reference[1]:.4g}); "
+          f"{trials * epochs} epochs per search\n")
+    print("| method | trials × epochs | hypervolume per seed | median | front points (median) | search s (median) |")
+    print("|---|---|---|---|---|---|")
+    for method in methods:
+        mine = [r for r in runs if r["method"] == method]
+        hvs = [r["hypervolume"] for r in mine]
+        shape = method.removeprefix("conditioned_") if "x" in method else f"{trials}x{epochs}"
+        print(f"| {method} | {shape} | {', '.join(f'{h:.1f}' for h in hvs)} | {statistics.median(hvs):.1f} | "
+              f"{statistics.median(len(r['front']) for r in mine):.0f} | "
+              f"{statistics.median(r['seconds'] for r in mine):.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -82,7 +127,19 @@ def main() -> None:
                         help="β-conditioned searches of T trials × E epochs (T·E = trials·epochs: equal total epochs)")
     parser.add_argument("--work", type=Path, default=None, help="MLflow and Ray results (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, default=None, help="the fronts of one seed's searches, plotted together (PNG)")
+    parser.add_argument("--plot-seed", type=int, default=None, help="the seed --plot shows (default: the first)")
+    parser.add_argument("--replot", type=Path, default=None, metavar="JSON",
+                        help="no searches: read a previous --out file and write --plot (and print its table)")
     args = parser.parse_args()
+    if args.replot:
+        result = json.loads(args.replot.read_text())
+        saved = result["args"]
+        methods = list(dict.fromkeys(r["method"] for r in result["runs"]))
+        print_table(result, methods, saved["trials"], saved["epochs"])
+        if args.plot:
+            plot_fronts(result, args.plot, args.plot_seed)
+        return
     methods = ["per_beta", "conditioned", *(f"conditioned_{x}" for x in args.longer)]
     for x in args.longer:
         t, e = (int(v) for v in x.split("x"))
@@ -119,17 +176,9 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
-    print(f"\nreference point (rate, distortion) = ({reference[0]:.4g}, {reference[1]:.4g}); "
-          f"{args.trials * args.epochs} epochs per search\n")
-    print("| method | trials × epochs | hypervolume per seed | median | front points (median) | search s (median) |")
-    print("|---|---|---|---|---|---|")
-    for method in methods:
-        mine = [r for r in runs if r["method"] == method]
-        hvs = [r["hypervolume"] for r in mine]
-        shape = method.removeprefix("conditioned_") if "x" in method else f"{args.trials}x{args.epochs}"
-        print(f"| {method} | {shape} | {', '.join(f'{h:.1f}' for h in hvs)} | {statistics.median(hvs):.1f} | "
-              f"{statistics.median(len(r['front']) for r in mine):.0f} | "
-              f"{statistics.median(r['seconds'] for r in mine):.0f} |")
+    print_table(result, methods, args.trials, args.epochs)
+    if args.plot:
+        plot_fronts(result, args.plot, args.plot_seed)
 
 
 if __name__ == "__main__":
