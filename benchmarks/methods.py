@@ -1,7 +1,7 @@
 """The search methods the replay compares, built by the same code a live search uses.
 
 Each method is a searcher (``search.space.make_searcher`` on a ``search.config.Config``: Ray
-Tune's ``OptunaSearch`` with TPE or random sampling, or our ``BanditTPESearcher``, wrapped in
+Tune's ``OptunaSearch`` with TPE, GP or random sampling, or our ``BanditTPESearcher``, wrapped in
 Tune's ``ConcurrencyLimiter``) and a scheduler (``search.searchers.make_scheduler``: FIFO or ASHA, or
 Tune's ``HyperBandScheduler``). The search space is the table's: the grid's decoders and
 schedules as categoricals, β log-uniform over the grid's range (snapped back to the grid),
@@ -28,7 +28,7 @@ HYPERBAND_LIVE_TRIALS = 32
 @dataclass(frozen=True)
 class Method:
     name: str
-    algorithm: str           # search.algorithm: random | optuna | bandit_tpe
+    algorithm: str           # search.algorithm: random | optuna | gp | bandit_tpe
     scheduler: str           # none | asha | hyperband
     description: str
 
@@ -39,6 +39,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("optuna+asha", "optuna", "asha", "Optuna TPE + ASHA early stopping"),
     Method("random+asha", "random", "asha", "Optuna RandomSampler + ASHA early stopping (the Syne Tune "
            "ASHA calibration, benchmarks/peers)"),
+    Method("gp", "gp", "none", "Optuna GPSampler (Gaussian-process BO), every trial to the end"),
+    Method("gp+asha", "gp", "asha", "Optuna GPSampler + ASHA early stopping"),
     Method("hyperband", "random", "hyperband", "random sampling + Tune's HyperBandScheduler"),
     Method("bandit_tpe", "bandit_tpe", "none", "UCB1 over decoders, one TPE study per decoder"),
     Method("bandit_tpe+asha", "bandit_tpe", "asha", "bandit_tpe + ASHA early stopping"),

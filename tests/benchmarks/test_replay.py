@@ -28,6 +28,8 @@ EXPECTED = {
     "optuna+asha": (OptunaSearch, optuna.samplers.TPESampler, AsyncHyperBandScheduler),
     "random+asha": (OptunaSearch, optuna.samplers.RandomSampler, AsyncHyperBandScheduler),
     "hyperband": (OptunaSearch, optuna.samplers.RandomSampler, HyperBandScheduler),
+    "gp": (OptunaSearch, optuna.samplers.GPSampler, FIFOScheduler),
+    "gp+asha": (OptunaSearch, optuna.samplers.GPSampler, AsyncHyperBandScheduler),
     "bandit_tpe": (BanditTPESearcher, None, FIFOScheduler),
     "bandit_tpe+asha": (BanditTPESearcher, None, AsyncHyperBandScheduler),
 }
