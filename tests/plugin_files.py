@@ -76,6 +76,24 @@ class TinyEncoder(nn.Module):
         return tuple(self.net(x.flatten(1)).chunk(2, dim=-1))
 
 
+class ModulatedEncoder(nn.Module):
+    """A plug-in encoder that takes part in β-conditioning: ``feature_dim`` and ``forward(x, modulate=None)``.
+    ``wrong``: declares one feature more than it has (the FiLM's shapes then do not match)."""
+
+    def __init__(self, shape, latent_dim, width=1.0, hidden=16, wrong=False):
+        super().__init__()
+        c, h, w = shape
+        self.feature_dim = hidden + (1 if wrong else 0)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, 2 * latent_dim)
+
+    def forward(self, x, modulate=None):
+        h = self.body(x)
+        if modulate is not None:
+            h = modulate(h)
+        return tuple(self.head(h).chunk(2, dim=-1))
+
+
 class LaplacePrior(nn.Module):
     def __init__(self, latent_dim):
         super().__init__()

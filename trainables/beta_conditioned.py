@@ -14,8 +14,9 @@ mean_i [D_i + β_i·R_i], and the networks are told log β through FiLM (Perez e
 
 γ and b come from zero-initialised linear maps, so an untrained model *is* the plain VAE at every β
 (the same weights give the same loss on the same batch and noise): loss-conditional training starts
-from the plain model and learns only what β changes. The encoder is a built-in one (its features are
-the hook); plug-in encoders are refused (``trainables.spec.TrialSpec.check``).
+from the plain model and learns only what β changes. A built-in encoder's features are the hook; a
+plug-in encoder takes part when it declares ``feature_dim`` and takes ``forward(x, modulate=None)``
+(``trainables.encoders.PluginEncoder.feature_dim``; else a PluginError at ``vaesearch validate``).
 
 Evaluation (:func:`curve_metrics`) sweeps the grid of β: the rate and distortion of the validation
 set at each, one point of the trial's curve each. Everything that takes no β (``encode``,
@@ -64,12 +65,11 @@ class BetaConditionedVAE(VAE):
         super().__init__(config)   # the plain VAE's modules, built in the same order (same init under one seed)
         if config.beta_conditioned is None:
             raise ValueError("BetaConditionedVAE needs config.beta_conditioned (the β range)")
-        if not isinstance(self.encoder, GaussianEncoder):
-            raise ValueError("model.beta_conditioned conditions a built-in encoder's features (mlp or conv); "
-                             f"got a plug-in encoder {config.encoder!r}")
+        # a built-in's features feed its head; a plug-in says its F (PluginEncoder.feature_dim, or a PluginError)
+        features = self.encoder.head.in_features if isinstance(self.encoder, GaussianEncoder) else self.encoder.feature_dim
         self.conditioning: BetaConditioning = config.beta_conditioned
         self.embed = nn.Sequential(nn.Linear(1, EMBED_DIM), nn.SiLU(), nn.Linear(EMBED_DIM, EMBED_DIM), nn.SiLU())
-        self.encoder_film = FiLM(EMBED_DIM, self.encoder.head.in_features)
+        self.encoder_film = FiLM(EMBED_DIM, features)
         self.decoder_film = FiLM(EMBED_DIM, config.latent_dim)
         self.beta = self.conditioning.reference_beta   # the β of every call that names none
 

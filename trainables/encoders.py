@@ -15,6 +15,7 @@ H == W >= 8) are written down once.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import operator
@@ -164,8 +165,27 @@ class PluginEncoder(nn.Module):
         self.inner = inner
         self.what = plugin.describe("encoder")
 
-    def forward(self, x: torch.Tensor) -> Posterior:  # x: (B, C, H, W)
-        out = self.inner(x)
+    @property
+    def feature_dim(self) -> int:
+        """F of a plug-in that takes part in β-conditioning (``model.beta_conditioned``): its int
+        ``feature_dim`` and ``forward(x, modulate=None)``, which applies ``modulate`` to its (B, F)
+        features before its (mu, logvar) head. Otherwise a PluginError saying what is missing."""
+        feature_dim = getattr(self.inner, "feature_dim", None)
+        takes_modulate = _takes_keyword(self.inner.forward, "modulate")
+        if isinstance(feature_dim, int) and not isinstance(feature_dim, bool) and feature_dim > 0 and takes_modulate:
+            return feature_dim
+        missing = [m for m, ok in ((f"an int attribute feature_dim > 0 (got {feature_dim!r})",
+                                    isinstance(feature_dim, int) and not isinstance(feature_dim, bool) and feature_dim > 0),
+                                   ("a forward(x, modulate=None) argument", takes_modulate)) if not ok]
+        raise PluginError(
+            f"{self.what}: model.beta_conditioned conditions the encoder's features on log β, and this plug-in "
+            f"lacks {' and '.join(missing)}: apply modulate to the (B, feature_dim) features before the (mu, logvar) "
+            "head (docs/plugins.md, β-conditioned encoders), or use model.encoder mlp or conv, or drop "
+            "model.beta_conditioned")
+
+    def forward(self, x: torch.Tensor, modulate: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Posterior:
+        """x (B, C, H, W) -> Posterior of (B, D); ``modulate`` (β-conditioning) goes to the plug-in."""
+        out = self.inner(x) if modulate is None else self.inner(x, modulate=modulate)
         if isinstance(out, Posterior):
             mu, logvar = out.mu, out.logvar
         elif isinstance(out, tuple | list) and len(out) == 2:
@@ -174,6 +194,14 @@ class PluginEncoder(nn.Module):
             raise PluginError(f"{self.what}: forward must return a Posterior or a pair (mu, logvar), "
                               f"got a {type(out).__name__}")
         return Posterior(mu=mu, logvar=soft_clamp(logvar, LOGVAR_MIN, LOGVAR_MAX))
+
+
+def _takes_keyword(function: Callable[..., object], name: str) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):   # a builtin without a signature
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def build_encoder(

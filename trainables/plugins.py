@@ -4,7 +4,9 @@ A plug-in (``trainables.registry.Plugin``: ``package.module:ClassName`` plus kwa
 the protocol the built-ins use (``docs/plugins.md``):
 
 - encoder: ``Class(shape=(C, H, W), latent_dim=D, width=w, **kwargs)``, an ``nn.Module`` whose
-  forward maps x (B, C, H, W) to a ``Posterior`` or a pair (mu, logvar), each (B, D);
+  forward maps x (B, C, H, W) to a ``Posterior`` or a pair (mu, logvar), each (B, D); for
+  ``model.beta_conditioned`` also ``feature_dim`` (F) and ``forward(x, modulate=None)``, applying
+  ``modulate`` to its (B, F) features before the (mu, logvar) head;
 - decoder: the same constructor; forward maps z (B, D) to unconstrained pixel parameters
   (B, C, H, W) (logits for a Bernoulli, pre-sigmoid means for a Gaussian), float32;
 - prior: ``Class(latent_dim=D, **kwargs)`` with ``log_prob(z)`` (..., D) -> (...),
@@ -73,6 +75,9 @@ def _probe(model: VAE, config: VAEConfig, batch: int) -> None:
         posterior = _run(what, lambda: model.encoder(x), f"x of shape {tuple(x.shape)}")
         check_tensor(f"{what} (mu)", posterior.mu, (batch, d), "= (batch, latent_dim)")
         check_tensor(f"{what} (logvar)", posterior.logvar, (batch, d), "= (batch, latent_dim)")
+        if config.beta_conditioned is not None:   # through the model's FiLM: modulate reaches the plug-in
+            posterior = _run(what, lambda: model.encode(x), f"x of shape {tuple(x.shape)} with modulate (β-conditioned)")
+            check_tensor(f"{what} (mu, β-conditioned)", posterior.mu, (batch, d), "= (batch, latent_dim)")
     z = torch.randn(batch, d)                                          # (B, D)
     if isinstance(config.decoder, Plugin):
         what = config.decoder.describe("decoder")

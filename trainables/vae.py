@@ -63,11 +63,6 @@ class ModelSpec:
         LIKELIHOODS.check(self.likelihood)
         object.__setattr__(self, "prior_params", dict(self.prior_params))
         object.__setattr__(self, "beta_conditioned", BetaConditioning.of(self.beta_conditioned))
-        if self.beta_conditioned is not None and isinstance(self.encoder, Plugin):
-            raise ValueError(
-                f"model.beta_conditioned conditions a built-in encoder's features on log β, and the encoder "
-                f"{self.encoder.label!r} is a plug-in: use model.encoder mlp or conv, or drop model.beta_conditioned "
-                "(plug-in decoders are fine: the decoder is conditioned through its input z)")
         unknown = sorted(set(self.prior_params) - set(prior_parameters(self.prior)))
         if unknown:
             raise ValueError(f"prior {_label(self.prior)!r} has no parameter(s) {unknown}; "

@@ -224,8 +224,6 @@ def test_beta_conditioned_model_in_the_config_and_the_trial_spec() -> None:
     ({"model": {"beta_conditioned": {"low": 3, "high": 1}}}, "model.beta_conditioned needs low < high"),
     ({"model": {"beta_conditioned": {"grid": 1}}}, "model.beta_conditioned.grid"),
     ({"model": {"beta_conditioned": {"lo": 1}}}, "model.beta_conditioned.lo: unknown key; allowed keys here: low, high, grid"),
-    ({"model": {"encoder": {"path": "tests.plugin_files:Encoder"}, "beta_conditioned": True}},
-     "the encoder 'Encoder' is a plug-in: use model.encoder mlp or conv, or drop model.beta_conditioned"),
 ])
 def test_beta_conditioned_settings_that_cannot_work_are_named(change: dict, message: str) -> None:
     assert message in _error({**BETA_CONDITIONED, **change})

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 
+from tests.plugin_files import forget, write_module
 from trainables.beta_conditioned import BetaConditionedObjective, BetaConditionedVAE, conditioned_loss, curve_metrics
 from trainables.beta_conditioning import CURVE_LOSS, BetaConditioning, curve_points, point_key
 from trainables.checkpoint import TrainState, load_model, save_checkpoint
 from trainables.data import DatasetSplits
 from trainables.objectives import vae_loss
-from trainables.registry import Plugin
+from trainables.plugins import probe_model
+from trainables.registry import Plugin, PluginError
 from trainables.schedules import KLWeight
 from trainables.spec import DataSpec, LossSchedule, ObjectiveSpec, TrialSpec
 from trainables.train_loop import train_epoch
@@ -156,10 +160,55 @@ def test_settings_a_beta_conditioned_trial_cannot_take_are_refused(changes: dict
     assert "drop model.beta_conditioned" in str(err.value)
 
 
-def test_a_plug_in_encoder_is_refused_and_a_plug_in_decoder_is_not() -> None:
+@pytest.fixture
+def plugs(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(module name, its directory): tests/plugin_files.py's plug-ins, importable through the search path."""
+    name = write_module(tmp_path)
+    yield name, str(tmp_path)
+    forget(tmp_path)
+
+
+def _config(plugs: tuple[str, str], cls: str, **kwargs: object) -> VAEConfig:
+    module, directory = plugs
+    return VAEConfig(shape=(1, 8, 8), latent_dim=4, decoder="mlp_small", width=0.25, beta_conditioned=RANGE,
+                     encoder=Plugin(path=f"{module}:{cls}", kwargs=dict(kwargs), search_path=directory))
+
+
+def _plugin_model(plugs: tuple[str, str], cls: str) -> BetaConditionedVAE:
+    torch.manual_seed(0)
+    model = build_vae(_config(plugs, cls))
+    assert isinstance(model, BetaConditionedVAE)
+    return model
+
+
+def test_a_plug_in_encoder_with_feature_dim_and_modulate_is_conditioned_on_beta(plugs: tuple[str, str]) -> None:
+    model = _plugin_model(plugs, "ModulatedEncoder")
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        plain = model.encoder(x)                     # no modulate: the plug-in alone
+        low, high = model.encode(x, beta=0.1), model.encode(x, beta=10.0)
+        assert torch.equal(low.mu, plain.mu) and torch.equal(high.logvar, plain.logvar)   # zero-initialised FiLM
+        torch.nn.init.normal_(model.encoder_film.proj.weight)                           # as if trained
+        low, high = model.encode(x, beta=0.1), model.encode(x, beta=10.0)
+    assert not torch.allclose(low.mu, high.mu)      # modulate reached the plug-in's features
+    probe_model(model.config)                       # what `vaesearch validate` runs passes
+
+
+def test_a_plug_in_encoder_without_the_hook_is_refused_naming_what_it_lacks(plugs: tuple[str, str]) -> None:
+    with pytest.raises(PluginError) as err:
+        _plugin_model(plugs, "TinyEncoder")
+    message = str(err.value)
+    assert "TinyEncoder" in message and "an int attribute feature_dim > 0 (got None)" in message
+    assert "a forward(x, modulate=None) argument" in message and "use model.encoder mlp or conv" in message
+
+
+def test_a_plug_in_encoder_declaring_the_wrong_feature_dim_fails_the_probe(plugs: tuple[str, str]) -> None:
+    with pytest.raises(PluginError, match=r"ModulatedEncoder.*forward raised RuntimeError.*β-conditioned"):
+        probe_model(_config(plugs, "ModulatedEncoder", wrong=True))
+
+
+def test_a_plug_in_decoder_is_accepted() -> None:
     plugin = Plugin(path="tests.plugin_files:Whatever")
-    with pytest.raises(ValueError, match="use model.encoder mlp or conv"):
-        ModelSpec(encoder=plugin, beta_conditioned=RANGE)
     assert ModelSpec(decoder=plugin, beta_conditioned=RANGE).decoder == plugin
 
 
