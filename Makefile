@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/trainable_overhead.py
 
 # The searcher and bandit comparison on the recorded learning-curve table (benchmarks/README.md).
-TABLE := benchmarks/data/mnist5k-w0.0625
+TABLE ?= benchmarks/data/mnist5k-w0.0625
 replay: $(STAMP)
 	for w in 1 2; do $(BIN)/python -m benchmarks.replay --table $(TABLE) --seeds 100 --workers $$w \
 	  --budget-epochs 1000 --out benchmarks/results/replay-w$$w || exit 1; done
@@ -47,7 +47,7 @@ replay: $(STAMP)
 # syne-tune 0.14.2 needs numpy<1.27, our runtime pins numpy 2 (benchmarks/peers/requirements.txt).
 PEERS_VENV := .venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
-PEERS_OUT := benchmarks/results/peers-mnist5k-w0.0625
+PEERS_OUT = benchmarks/results/peers-$(notdir $(TABLE))
 peers: $(PEERS_STAMP)
 $(PEERS_STAMP): benchmarks/peers/requirements.txt
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)

@@ -56,6 +56,8 @@ class ConfigList:
 def arm_points(table: Table, arm_config: Mapping[str, Any] | None = None) -> list[Point]:
     """One grid point per decoder: ``arm_config`` snapped to the grid (schedule: the grid's first)."""
     config = {"schedule": table.grid.schedule[0], **DEFAULT_ARM_CONFIG, **(arm_config or {})}
+    if table.grid.lr and "lr" not in config:   # a table with an lr axis: its middle value by default
+        config["lr"] = sorted(table.grid.lr)[len(table.grid.lr) // 2]
     return [snap({**config, "decoder": d}, table.grid) for d in table.grid.decoder]
 
 
@@ -100,9 +102,10 @@ def run_policy(table: Table, policy: str, seed: int, *, points: Sequence[Point],
 
 
 def all_arm_configs(table: Table) -> list[dict[str, Any]]:
-    """Every (β, latent size, schedule) of the grid: one decoder-choice problem each."""
-    return [{"beta": b, "latent_dim": z, "schedule": s}
-            for b in table.grid.beta for z in table.grid.latent_dim for s in table.grid.schedule]
+    """Every (β, latent size, schedule, and lr where it is an axis) of the grid: one decoder-choice problem each."""
+    lrs: tuple[float | None, ...] = table.grid.lr or (None,)
+    return [{"beta": b, "latent_dim": z, "schedule": s, **({"lr": lr} if lr is not None else {})}
+            for b in table.grid.beta for z in table.grid.latent_dim for s in table.grid.schedule for lr in lrs]
 
 
 def compare_policies(table: Table, policies: Sequence[str] | None = None, *, seeds: int = 20,

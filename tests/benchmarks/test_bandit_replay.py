@@ -108,3 +108,18 @@ def test_on_the_rising_trap_only_rising_and_uniform_find_the_late_winner(table: 
         assert by_name[name]["p_best"] == 1.0, by_name[name]
     for name in ("epsilon_greedy", "ucb1", "thompson", "successive_halving"):
         assert by_name[name]["p_best"] < 0.5 and by_name[name]["gap_mean"] > 5.0, by_name[name]
+
+
+def test_a_table_with_an_lr_axis_has_a_problem_per_lr_and_defaults_to_the_middle_lr(tmp_path: Path) -> None:
+    from benchmarks.table import Grid
+    from tests.benchmarks.synthetic import GRID
+
+    grid = Grid.from_dict({**GRID.to_dict(), "lr": [3e-4, 1e-3, 3e-3]})
+    table = Table.load(write_table(tmp_path, grid=grid))
+    assert {p.lr for p in arm_points(table)} == {1e-3}
+    assert arm_points(table, {"lr": 3e-3})[0] == Point("deconv_4x4", 1.0, 16, "constant", 3e-3)
+    configs = all_arm_configs(table)
+    assert len(configs) == 3 * len(GRID.beta) * len(GRID.latent_dim) * len(GRID.schedule)
+    assert {c["lr"] for c in configs} == {3e-4, 1e-3, 3e-3}
+    report = compare_policies(table, ["uniform"], seeds=1, arm_configs=configs[:4])
+    assert report["configs"] == 4
