@@ -12,12 +12,16 @@ driver's work is what is measured, as it would be with 8 GPUs.
 
 Per search it reports:
 
-- ``wall``: ``run_search``; ``span``: first child run's start to last child run's end (MLflow);
+- ``wall``: ``run_search``; ``span``: first trial start to last trial end as Tune's loop saw them (the
+  callback's ``on_trial_start`` / ``on_trial_complete``, in the driver);
 - ``idle/trial``: trial-slot seconds not spent inside a trial, per trial:
   (slots × span − Σ Tune ``time_total_s``) / N — the driver's cost as the cluster sees it;
 - ``driver CPU/trial``: the driver process's CPU time (Tune's loop, Optuna, MLflow client) / N;
 - ``mlflow/trial`` and ``mlflow/epoch``: wall seconds inside the MLflow callback's writes, for a
-  trial's own events (child run, params, end, images) per trial and for ``log_epoch`` per epoch;
+  trial's own events (child run, params, end, images) per trial and for ``log_epoch`` per epoch
+  (with background writes they are the writer thread's, off Tune's loop: 1 / (mlflow/trial +
+  epochs × mlflow/epoch) is the trial rate the writer keeps up with; a backlog is written at the end,
+  inside ``wall``);
 - ``optuna/trial``: seconds in the searcher (``suggest`` + ``on_trial_complete``) per trial;
 - ``goodput``: Σ training-epoch seconds (the trainable's ``time/epoch_seconds``) / (slots × span),
   and the same over the whole ``wall`` (start-up and the end included).
@@ -62,6 +66,12 @@ class Timers:
 
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    events: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))   # Tune's trial starts, ends
+
+    def span(self) -> float:
+        """First trial start to last trial end, as Tune's loop saw them (perf_counter seconds)."""
+        ends = self.events["complete"] + self.events["error"]
+        return max(ends) - min(self.events["start"]) if ends and self.events["start"] else 0.0
 
     def add(self, kind: str, seconds: float) -> None:
         self.seconds[kind] += seconds
@@ -87,7 +97,20 @@ def instrumented() -> Iterator[Timers]:
         originals.append((cls, name, original))
         setattr(cls, name, timed)
 
+    def mark(cls: type, name: str, kind: str) -> None:
+        original = getattr(cls, name)
+
+        def marked(*args: Any, **kwargs: Any) -> Any:
+            timers.events[kind].append(time.perf_counter())
+            return original(*args, **kwargs)
+
+        originals.append((cls, name, original))
+        setattr(cls, name, marked)
+
     wrap(MlflowTrialCallback, "_apply", lambda args: "mlflow_epoch" if args[1].kind == "epoch" else "mlflow_trial")
+    mark(MlflowTrialCallback, "on_trial_start", "start")          # called by Tune's loop, in the driver
+    mark(MlflowTrialCallback, "on_trial_complete", "complete")
+    mark(MlflowTrialCallback, "on_trial_error", "error")
     wrap(OptunaSearch, "suggest", lambda args: "optuna")
     wrap(OptunaSearch, "on_trial_complete", lambda args: "optuna")
     try:
@@ -147,7 +170,8 @@ def measure(store: str, uri: str, directory: Path, *, trials: int, epochs: int, 
     client = MlflowClient(tracking_uri=summary.tracking_uri)
     children = client.search_runs([summary.experiment_id], max_results=50_000,
                                   filter_string=f"tags.`{PARENT_TAG}` = '{summary.parent_run_id}'")
-    span = (max(c.info.end_time for c in children) - min(c.info.start_time for c in children)) / 1000
+    # Tune's own view: MLflow's run times are when the (background) writer got to each event.
+    span = timers.span()
     totals, epoch_seconds, epochs_done = trial_times(Path(summary.experiment_path))
     return Row(store=store, writes=writes, trials=trials, epochs=epochs, slots=slots,
                trial_seconds=statistics.fmean(totals) if totals else 0.0, wall=wall, span=span,

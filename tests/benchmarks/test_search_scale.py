@@ -36,6 +36,15 @@ def test_instrumented_times_writes_by_kind_and_puts_the_methods_back(monkeypatch
     assert MlflowTrialCallback._apply is slow and OptunaSearch.suggest.__name__ == "suggest"
     assert timers.calls == {"mlflow_epoch": 1, "mlflow_trial": 2}
     assert 0.05 <= timers.seconds["mlflow_epoch"] < 1 and 0.1 <= timers.seconds["mlflow_trial"] < 2
+    assert timers.span() == 0.0                                  # no trial started
+
+
+def test_the_span_is_first_start_to_last_end_of_tunes_events() -> None:
+    timers = search_scale.Timers()
+    timers.events["start"] += [10.0, 11.0, 12.5]
+    timers.events["complete"] += [13.0, 15.5]
+    timers.events["error"] += [14.0]
+    assert timers.span() == 5.5
 
 
 @pytest.mark.integration
