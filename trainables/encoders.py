@@ -171,11 +171,11 @@ class PluginEncoder(nn.Module):
         ``feature_dim`` and ``forward(x, modulate=None)``, which applies ``modulate`` to its (B, F)
         features before its (mu, logvar) head. Otherwise a PluginError saying what is missing."""
         feature_dim = getattr(self.inner, "feature_dim", None)
+        has_dim = isinstance(feature_dim, int) and not isinstance(feature_dim, bool) and feature_dim > 0
         takes_modulate = _takes_keyword(self.inner.forward, "modulate")
-        if isinstance(feature_dim, int) and not isinstance(feature_dim, bool) and feature_dim > 0 and takes_modulate:
+        if has_dim and takes_modulate:
             return feature_dim
-        missing = [m for m, ok in ((f"an int attribute feature_dim > 0 (got {feature_dim!r})",
-                                    isinstance(feature_dim, int) and not isinstance(feature_dim, bool) and feature_dim > 0),
+        missing = [m for m, ok in ((f"an int attribute feature_dim > 0 (got {feature_dim!r})", has_dim),
                                    ("a forward(x, modulate=None) argument", takes_modulate)) if not ok]
         raise PluginError(
             f"{self.what}: model.beta_conditioned conditions the encoder's features on log β, and this plug-in "

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import torch
 
-from tests.plugin_files import forget, write_module
 from trainables.beta_conditioned import BetaConditionedObjective, BetaConditionedVAE, conditioned_loss, curve_metrics
 from trainables.beta_conditioning import CURVE_LOSS, BetaConditioning, curve_points, point_key
 from trainables.checkpoint import TrainState, load_model, save_checkpoint
@@ -158,14 +155,6 @@ def test_settings_a_beta_conditioned_trial_cannot_take_are_refused(changes: dict
     with pytest.raises(ValueError, match=message) as err:
         _spec(**changes).check()
     assert "drop model.beta_conditioned" in str(err.value)
-
-
-@pytest.fixture
-def plugs(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(module name, its directory): tests/plugin_files.py's plug-ins, importable through the search path."""
-    name = write_module(tmp_path)
-    yield name, str(tmp_path)
-    forget(tmp_path)
 
 
 def _config(plugs: tuple[str, str], cls: str, **kwargs: object) -> VAEConfig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,6 @@ from trainables.spec import SharedEncoderSpec, TrialSpec
 from trainables.vae import VAEConfig, build_vae
 
 SHAPE = (1, 8, 8)
-
-
-@pytest.fixture
-def plugs(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(module name, the directory it is in): importable through Plugin.search_path only."""
-    name = write_module(tmp_path)
-    yield name, str(tmp_path)
-    forget(tmp_path)
 
 
 def plugin(plugs: tuple[str, str], cls: str, **kwargs: object) -> Plugin:
