@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.live import child_runs, local_sections
+
 METHODS = ("baseline", "open")
 REPORTED = ("test/nll", "val/nelbo", "val/rate", "val/mi", "val/marginal_kl", "val/active_units")
 
@@ -42,23 +44,14 @@ def config(method: str, seed: int, args: argparse.Namespace, work: Path) -> dict
         "search": {"algorithm": "optuna", "num_samples": args.trials, "max_concurrent": 2,
                    "n_startup_trials": min(args.startup, args.trials - 1), "space": space},
         "final_eval": {"trials": "all", "test_nll_k": args.test_k, "chunk_size": 500, "max_examples": None},
-        "resources": {"cpu": 1, "storage_path": str(work / "ray_results"), "max_failures": 0},
-        "tracking": {"uri": f"sqlite:///{work / 'mlflow.db'}", "experiment": f"priors-{method}-{seed}",
-                     "registered_model": None, "log_images": False},
+        **local_sections(work, f"priors-{method}-{seed}"),
     }
 
 
 def trials_of(uri: str, parent_run_id: str) -> list[dict[str, Any]]:
     """Each child run's params and final metrics."""
-    from mlflow.tracking import MlflowClient
-
-    from search.tracking import PARENT_TAG
-
-    client = MlflowClient(tracking_uri=uri)
-    parent = client.get_run(parent_run_id)
-    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
     return [{"run_id": c.info.run_id, "status": c.info.status, "params": dict(c.data.params),
-             "metrics": {k: v for k, v in c.data.metrics.items() if k in REPORTED}} for c in children]
+             "metrics": {k: v for k, v in c.data.metrics.items() if k in REPORTED}} for c in child_runs(uri, parent_run_id)]
 
 
 def summarise(trials: list[dict[str, Any]]) -> dict[str, Any]:

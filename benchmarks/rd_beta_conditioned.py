@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.live import child_runs, local_sections
 from search.pareto import front, hypervolume, reference_point
 
 
@@ -48,23 +49,16 @@ def config(method: str, seed: int, args: argparse.Namespace, work: Path) -> dict
         "search": {"objective": "rate_distortion", "algorithm": "optuna", "num_samples": trials,
                    "max_concurrent": 2, "n_startup_trials": min(args.startup, trials - 1), "space": space},
         "final_eval": {"trials": "none"},
-        "resources": {"cpu": 1, "storage_path": str(work / "ray_results"), "max_failures": 0},
-        "tracking": {"uri": f"sqlite:///{work / 'mlflow.db'}", "experiment": f"rdbc-{method}-{seed}",
-                     "registered_model": None, "log_images": False},
+        **local_sections(work, f"rdbc-{method}-{seed}"),
     }
 
 
 def points_of(uri: str, parent_run_id: str) -> list[tuple[float, float]]:
     """Every point of every child run: its curve (β-conditioned) or its one (rate, distortion)."""
-    from mlflow.tracking import MlflowClient
-
     from search.modes.rd_points import trial_points
-    from search.tracking import PARENT_TAG
 
-    client = MlflowClient(tracking_uri=uri)
-    parent = client.get_run(parent_run_id)
-    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
-    return [(p.rate, p.distortion) for c in children for p in trial_points(c.info.run_id, c.data.metrics)]
+    return [(p.rate, p.distortion) for c in child_runs(uri, parent_run_id)
+            for p in trial_points(c.info.run_id, c.data.metrics)]
 
 
 def plot_fronts(result: dict[str, Any], path: Path, seed: int | None = None) -> None:
