@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search.callback import MlflowTrialCallback
 from search.config import parse_config
+from search.connect import PRELOAD_ENV, PRELOAD_MODULES
 from search.driver import run_search
 from search.tracking import PARENT_TAG
 
@@ -196,13 +197,23 @@ def trial_times(experiment: Path) -> tuple[list[float], float, int]:
 
 
 @contextmanager
-def cluster(nodes: int, cpus_per_node: int) -> Iterator[Cluster]:
-    """A head that takes no trial and ``nodes`` worker nodes, the driver connected to it."""
+def cluster(nodes: int, cpus_per_node: int, preload: bool = True) -> Iterator[Cluster]:
+    """A head that takes no trial and ``nodes`` worker nodes, the driver connected to it. With
+    ``preload`` the nodes start as docker-compose.yml's do (and as ``vaesearch run``'s own Ray):
+    each prestarted worker imports torch and the trainable before it takes a trial."""
     ray.shutdown()
-    cl = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    saved = os.environ.get(PRELOAD_ENV)
+    os.environ[PRELOAD_ENV] = PRELOAD_MODULES if preload else ""   # read by each node's raylet as it starts
     try:
+        cl = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
         for _ in range(nodes):
             cl.add_node(num_cpus=cpus_per_node)
+    finally:
+        if saved is None:
+            os.environ.pop(PRELOAD_ENV, None)
+        else:
+            os.environ[PRELOAD_ENV] = saved
+    try:
         cl.wait_for_nodes()
         ray.init(address=cl.address, log_to_driver=False)
         yield cl
@@ -245,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
                              "--epochs 5 each, at each --trials")
     parser.add_argument("--writes", nargs="+", choices=["background", "loop"], default=["background"],
                         help="MLflow writes by a writer thread (the default) or in Tune's loop (before issue 16)")
+    parser.add_argument("--preload", choices=["on", "off"], default="on",
+                        help="the nodes' workers import torch and the trainable before the first trial "
+                             "(RAY_preload_python_modules, as docker-compose.yml's nodes and vaesearch's own Ray)")
+    parser.add_argument("--cluster-per-search", action="store_true",
+                        help="a new cluster for each search, as each `vaesearch run` starts its own Ray "
+                             "(always so with --goodput): Ray prestarts its workers only when a node starts")
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--cpus-per-node", type=int, default=2)
     parser.add_argument("--out", type=Path, help="append the rows to this JSON-lines file")
@@ -259,19 +276,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} CPUs; cluster: head (0 CPUs) + {args.nodes} nodes x {args.cpus_per_node} "
           f"CPUs = {slots} trial slots; decoder sleeps per training step ({STEPS_PER_EPOCH} steps per epoch)")
     print(HEADER)
-    with tempfile.TemporaryDirectory() as tmp, cluster(args.nodes, args.cpus_per_node):
+    fresh = args.cluster_per_search or bool(args.goodput)
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as shared:
+        if not fresh:
+            shared.enter_context(cluster(args.nodes, args.cpus_per_node, preload=args.preload == "on"))
         for kind in args.stores:
             directory = Path(tmp) / kind
             directory.mkdir()
             with store(kind, directory) as uri:
                 for (n, epochs, delay), writes in itertools.product(runs, args.writes):
-                    row = measure(kind, uri, directory / f"{n}-{epochs}-{delay:g}-{writes}", trials=n, epochs=epochs,
-                                  slots=slots, delay=delay, writes=writes)
+                    with cluster(args.nodes, args.cpus_per_node, preload=args.preload == "on") if fresh else nullcontext():
+                        row = measure(kind, uri, directory / f"{n}-{epochs}-{delay:g}-{writes}", trials=n,
+                                      epochs=epochs, slots=slots, delay=delay, writes=writes)
                     print(format_row(row), flush=True)
                     if args.out:
                         with args.out.open("a") as f:
                             f.write(json.dumps({**asdict(row), "delay": delay, "nodes": args.nodes,
-                                                "cpus_per_node": args.cpus_per_node,
+                                                "cpus_per_node": args.cpus_per_node, "preload": args.preload,
+                                                "cluster_per_search": fresh,
                                                 "machine_cpus": os.cpu_count()}) + "\n")
     return 0
 
