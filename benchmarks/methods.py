@@ -31,6 +31,7 @@ class Method:
     algorithm: str           # search.algorithm: random | optuna | gp | bandit_tpe
     scheduler: str           # none | asha | hyperband
     description: str
+    search: tuple[tuple[str, Any], ...] = ()   # further search.* settings of the live config
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -42,8 +43,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("gp", "gp", "none", "Optuna GPSampler (Gaussian-process BO), every trial to the end"),
     Method("gp+asha", "gp", "asha", "Optuna GPSampler + ASHA early stopping"),
     Method("hyperband", "random", "hyperband", "random sampling + Tune's HyperBandScheduler"),
-    Method("bandit_tpe", "bandit_tpe", "none", "UCB1 over decoders, one TPE study per decoder"),
+    Method("bandit_tpe", "bandit_tpe", "none", "UCB1 over decoders, a TPE study per decoder, each decoder's "
+           "first 10 trials from a study pooled over every decoder's trials"),
     Method("bandit_tpe+asha", "bandit_tpe", "asha", "bandit_tpe + ASHA early stopping"),
+    Method("bandit_tpe-per-arm", "bandit_tpe", "none", "bandit_tpe before pooling: every trial from its decoder's "
+           "own study (search.pooled_trials: 0)", (("pooled_trials", 0),)),
+    Method("bandit_tpe-per-arm+asha", "bandit_tpe", "asha", "bandit_tpe-per-arm + ASHA early stopping",
+           (("pooled_trials", 0),)),
 )}
 
 
@@ -85,6 +91,7 @@ def build_config(method: Method, grid: Grid, *, epochs: int, seed: int, workers:
         "space": search_space(grid),
         "scheduler": {"name": "asha" if method.scheduler == "asha" else "none"},
     }
+    search.update(dict(method.search))
     search.update(overrides or {})
     return parse_config({"seed": seed, "train": {"epochs": epochs}, "search": search})
 

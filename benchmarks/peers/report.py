@@ -30,6 +30,8 @@ from benchmarks.peers.summary import THRESHOLDS, quantiles
 CALIBRATIONS = (("random+asha", "st:asha-snap"), ("random+asha", "st:asha"),
                 ("random", "st:random-snap"), ("random", "st:random"))
 OURS = "bandit_tpe+asha"
+#: bandit_tpe with its pooled first trials (the default) against the per-decoder-only searcher
+POOLING = (("bandit_tpe-per-arm+asha", "bandit_tpe+asha"), ("bandit_tpe-per-arm", "bandit_tpe"))
 RESAMPLES = 2000
 _BIG = 1e12
 
@@ -112,9 +114,10 @@ def markdown(runs: dict[str, dict[str, dict[str, Any]]], budget: int) -> str:
 
 
 def comparisons(runs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
-    """Per W: the calibration (their random search / ASHA vs ours; difference = theirs − ours)
-    and every peer against bandit_tpe+ASHA (difference = peer − ours), on epochs and simulated
-    seconds to regret <= 0.05."""
+    """Per W: the calibration (their random search / ASHA vs ours; difference = theirs − ours),
+    every peer against bandit_tpe+ASHA (difference = peer − ours) and, where both ran, bandit_tpe's
+    per-decoder-only searcher against the pooled default (difference = per-arm − pooled), on epochs
+    and simulated seconds to regret <= 0.05."""
     out: dict[str, Any] = {}
     for w, methods in runs.items():
         entry: dict[str, Any] = {}
@@ -131,6 +134,11 @@ def comparisons(runs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
                         continue
                     d = median_difference(rec[key]["per_seed"], methods[OURS][key]["per_seed"])
                     entry.setdefault(f"vs_{OURS}_{axis}", {})[name] = {**d, "verdict": verdict(d, name, OURS)}
+            for before, after in POOLING:
+                if before in methods and after in methods:
+                    d = median_difference(methods[before][key]["per_seed"], methods[after][key]["per_seed"])
+                    entry.setdefault(f"pooling_{axis}", {})[f"{before} vs {after}"] = {
+                        **d, "verdict": verdict(d, before, after)}
         out[w] = entry
     return out
 

@@ -13,7 +13,15 @@ bests at the deepest epoch every reporting arm has reached (:func:`equal_fidelit
 final values instead would mix an early-stopped trial's first-epoch value with another arm's
 20-epoch value, and would leave the bandit blind while the first trials run. Each arm has its own
 study because the good β / latent size depend on the decoder; one shared study would blur them.
-See DESIGN.md, "The decoder bandit".
+
+But an arm's own study knows nothing until that arm has trials of its own, while much of what the
+other arms' trials show holds for every decoder (a bad learning rate or KL schedule is bad for all
+of them). So until an arm has finished ``pooled_trials`` trials of its own, its trials are proposed
+by one *pooled* study that learns from every arm's finished trials (the decoder fixed by the
+bandit, TPE over the rest); after that by the arm's own study, which holds every finished trial of
+that arm, pooled ones included. Each finished trial is told to the study that proposed it and
+copied into the other one (the pooled study, or its arm's own). ``pooled_trials=0`` is the
+per-arm-only searcher. See DESIGN.md, "The decoder bandit".
 
 With two objectives (``metric=["val/rate", "val/distortion"]``, ``mode=["min", "min"]``, as the
 rate–distortion mode hands them to Tune's ``OptunaSearch``) it is the *hypervolume bandit*: each
@@ -92,14 +100,17 @@ class _Live:
     arm: int
     trial: optuna.Trial
     config: dict[str, Any]
+    pooled: bool = False   # proposed by the pooled study (else by the arm's own)
 
 
 class _Arms:
     """Bookkeeping: per-arm studies, counts and best values, and the trials in flight."""
 
-    def __init__(self, names: list[str], seed: int, n_startup_trials: int) -> None:
+    def __init__(self, names: list[str], seed: int, n_startup_trials: int, pooled_trials: int = 0) -> None:
         self.names = names
         self.seed = seed
+        self.pooled_trials = pooled_trials
+        self.pooled: optuna.Study | None = None  # created with the arms' studies when pooled_trials > 0
         # Untried arms are tried in a seeded random order: the order of the config's decoder list
         # says nothing about their quality, and with ASHA the first trials run longest.
         self.first = [int(i) for i in np.random.default_rng(seed).permutation(len(names))]
@@ -127,14 +138,34 @@ class _Arms:
             )
             for i, name in enumerate(self.names)
         ]
+        if self.pooled_trials > 0:
+            self.pooled = optuna.create_study(
+                directions=directions,
+                sampler=optuna.samplers.TPESampler(seed=self.seed + len(self.names),
+                                                   n_startup_trials=self.n_startup_trials),
+                pruner=optuna.pruners.NopPruner(), study_name="bandit_tpe-pooled",
+            )
+
+    def study_of(self, entry: _Live) -> optuna.Study:
+        return self.pooled if entry.pooled and self.pooled is not None else self.studies[entry.arm]
 
     def start(self, trial_id: str, arm: int, define: DefineByRun) -> dict[str, Any]:
-        trial = self.studies[arm].ask()
+        pooled = self.pooled is not None and self.completed[arm] < self.pooled_trials
+        trial = (self.pooled if pooled and self.pooled is not None else self.studies[arm]).ask()
         fixed = define(trial)
         config = {**trial.params, **fixed, DECODER_KEY: self.names[arm]}
-        self.live[trial_id] = _Live(arm, trial, config)
+        self.live[trial_id] = _Live(arm, trial, config, pooled)
         self.trials[arm] += 1
         return config
+
+    def share(self, entry: _Live, told: optuna.trial.FrozenTrial) -> None:
+        """Copy a finished trial into the other study that learns from it: the pooled study (one
+        of an arm's own) or the arm's own (one of the pooled). Only COMPLETE trials carry values."""
+        if self.pooled is None or told.state != TrialState.COMPLETE:
+            return
+        other = self.studies[entry.arm] if entry.pooled else self.pooled
+        other.add_trial(optuna.trial.create_trial(params=told.params, distributions=told.distributions,
+                                                  values=told.values, state=TrialState.COMPLETE))
 
     def finish(self, trial_id: str) -> _Live | None:
         entry = self.live.pop(trial_id, None)
@@ -184,6 +215,7 @@ class BanditTPESearcher(Searcher):
         seed: int = 0,
         n_startup_trials: int = 5,
         exploration: float = 1.0,
+        pooled_trials: int = 0,
     ) -> None:
         names = _arm_names(space)
         _objectives(metric, mode)
@@ -191,11 +223,13 @@ class BanditTPESearcher(Searcher):
             raise ValueError(f"exploration must be >= 0, got {exploration=}")
         if n_startup_trials < 0:
             raise ValueError(f"n_startup_trials must be >= 0, got {n_startup_trials=}")
+        if pooled_trials < 0:
+            raise ValueError(f"pooled_trials must be >= 0, got {pooled_trials=}")
         super().__init__(metric=metric, mode=mode)
         # The decoder is the bandit's choice, so each arm's study searches the rest of the space.
         self._define = DefineByRun(space.model_copy(update={DECODER_KEY: None}))
         self._exploration = exploration
-        self._arms = _Arms(names, seed, n_startup_trials)
+        self._arms = _Arms(names, seed, n_startup_trials, pooled_trials)
 
     def set_search_properties(self, metric: str | list[str] | None, mode: str | list[str] | None, config: dict,
                               **spec: Any) -> bool:
@@ -267,9 +301,8 @@ class BanditTPESearcher(Searcher):
             state = TrialState.FAIL
         else:
             state = TrialState.COMPLETE
-        told = self._arms.studies[entry.arm].tell(
-            entry.trial, value if state == TrialState.COMPLETE else None, state=state
-        )
+        told = self._arms.study_of(entry).tell(entry.trial, value if state == TrialState.COMPLETE else None, state=state)
+        self._arms.share(entry, told)
         if told.value is not None:
             self._arms.record(entry.arm, told.value, self._mode)
         step = None if result is None else result.get(TRAINING_ITERATION)
@@ -293,7 +326,8 @@ class BanditTPESearcher(Searcher):
         else:
             state = TrialState.COMPLETE
         complete = state == TrialState.COMPLETE
-        self._arms.studies[entry.arm].tell(entry.trial, values if complete else None, state=state)
+        told = self._arms.study_of(entry).tell(entry.trial, values if complete else None, state=state)
+        self._arms.share(entry, told)
         if complete:
             assert values is not None
             self._arms.add_point(entry.arm, (float(values[0]), float(values[1])))  # type: ignore[arg-type]
@@ -306,6 +340,11 @@ class BanditTPESearcher(Searcher):
     def studies(self) -> dict[str, optuna.Study]:
         """Each arm's Optuna study (empty until the first suggestion), for inspection and plots."""
         return dict(zip(self._arms.names, self._arms.studies))
+
+    @property
+    def pooled_study(self) -> optuna.Study | None:
+        """The study that proposes an arm's first ``pooled_trials`` trials (None with 0)."""
+        return self._arms.pooled
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
@@ -324,4 +363,6 @@ class BanditTPESearcher(Searcher):
             arms.first = list(range(len(arms.names)))
         if not hasattr(arms, "points"):  # saved before the hypervolume bandit
             arms.points = [[] for _ in arms.names]
+        if not hasattr(arms, "pooled"):  # saved before the pooled study: it goes on without one
+            arms.pooled, arms.pooled_trials = None, 0
         self.__dict__.update(state)

@@ -183,6 +183,11 @@ ALGORITHMS = ("optuna", "random", "gp", "nsga2", "bandit_tpe")
 RATE_DISTORTION = ("val/rate", "val/distortion")   # the two minimised objectives of objective: rate_distortion
 
 
+#: bandit_tpe's pooled_trials when unset (objective: metric): Optuna's TPE's own default number of
+#: start-up trials, the observations it is designed to start modelling from; fixed before it was measured.
+DEFAULT_POOLED_TRIALS = 10
+
+
 class SearchConfig(Strict):
     # optuna: TPE (multi-objective TPE for rate_distortion); gp: Optuna's GPSampler (Gaussian-process
     # BO); nsga2: Optuna's NSGAIISampler; random; bandit_tpe: UCB over decoders, TPE per decoder (for
@@ -199,6 +204,16 @@ class SearchConfig(Strict):
     space: SearchSpace = Field(default_factory=SearchSpace)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     exploration: float = Field(default=1.0, ge=0)  # bandit_tpe: the UCB exploration constant
+    # bandit_tpe: a decoder's trials come from one study pooled over every decoder's trials until
+    # it has this many finished trials of its own, then from its own study (0: its own study only).
+    # Unset: 10 for objective: metric (measured, benchmarks/README.md), 0 for rate_distortion (not measured there).
+    pooled_trials: int | None = Field(default=None, ge=0)
+
+    def bandit_pooled_trials(self) -> int:
+        """``pooled_trials``, or its default for the objective."""
+        if self.pooled_trials is not None:
+            return self.pooled_trials
+        return 0 if self.objective == "rate_distortion" else DEFAULT_POOLED_TRIALS
 
     @model_validator(mode="after")
     def _bandit_needs_arms(self) -> SearchConfig:

@@ -41,6 +41,16 @@ def test_merge_keeps_the_harness_and_compares_like_with_like() -> None:
     comp = comparisons(runs)["2"]
     assert "agree" in comp["calibration_epochs"]["st:asha vs random+asha"]["verdict"]
     assert comp["vs_bandit_tpe+asha_epochs"]["st:bohb"]["verdict"] == "bandit_tpe+asha is better beyond the noise"
+    assert "pooling_epochs" not in comp                                   # no per-arm run to set against it
+
+
+def test_the_pooled_bandit_is_set_against_its_per_arm_searcher() -> None:
+    runs, _ = merge([_file("ours", {"bandit_tpe+asha": 10, "bandit_tpe-per-arm+asha": 60,
+                                    "bandit_tpe": 30, "bandit_tpe-per-arm": 30})])
+    pooling = comparisons(runs)["2"]["pooling_epochs"]
+    assert pooling["bandit_tpe-per-arm+asha vs bandit_tpe+asha"]["difference"] == 50
+    assert pooling["bandit_tpe-per-arm+asha vs bandit_tpe+asha"]["verdict"] == "bandit_tpe+asha is better beyond the noise"
+    assert "agree" in pooling["bandit_tpe-per-arm vs bandit_tpe"]["verdict"]
 
 
 def test_merge_refuses_different_budgets() -> None:

@@ -32,6 +32,8 @@ EXPECTED = {
     "gp+asha": (OptunaSearch, optuna.samplers.GPSampler, AsyncHyperBandScheduler),
     "bandit_tpe": (BanditTPESearcher, None, FIFOScheduler),
     "bandit_tpe+asha": (BanditTPESearcher, None, AsyncHyperBandScheduler),
+    "bandit_tpe-per-arm": (BanditTPESearcher, None, FIFOScheduler),
+    "bandit_tpe-per-arm+asha": (BanditTPESearcher, None, AsyncHyperBandScheduler),
 }
 
 
@@ -53,6 +55,8 @@ def test_method_is_built_from_the_live_classes(method: str) -> None:
     assert type(scheduler) is scheduler_cls
     if sampler_cls is not None:
         assert isinstance(searcher.searcher._sampler, sampler_cls)
+    if method.startswith("bandit_tpe"):   # the live default pools each decoder's first 10 trials
+        assert searcher.searcher._arms.pooled_trials == (0 if "per-arm" in method else 10)
     assert max_pending(searcher) == (32 if method == "hyperband" else 2)
 
 

@@ -264,3 +264,72 @@ def test_restores_a_state_saved_before_equal_fidelity(tmp_path: Path) -> None:
     assert restored.arm_stats() == old.arm_stats()
     _cycle(restored, "t4")  # suggests and learns without error
     assert sum(s.trials for s in restored.arm_stats()) == 5
+
+
+# --- pooled_trials: an arm's first trials from a study pooled over every arm -------------------------
+
+
+def test_pooled_study_proposes_an_arms_first_trials_and_learns_from_every_arm() -> None:
+    k = 2
+    searcher = _searcher(seed=2, pooled_trials=k)
+    pooled_by_arm: dict[str, int] = {name: 0 for name in SPACE["decoder"]}
+    for i in range(24):
+        config = searcher.suggest(f"t{i}")
+        entry = searcher._arms.live[f"t{i}"]
+        # the arm's own finished trials decide which study proposes: pooled below k, its own from k on
+        assert entry.pooled == (searcher._arms.completed[entry.arm] < k)
+        pooled_by_arm[config["decoder"]] += entry.pooled
+        searcher.on_trial_complete(f"t{i}", {METRIC: _objective(config), "training_iteration": 1})
+    assert all(n == k for n in pooled_by_arm.values()), pooled_by_arm
+    pooled = searcher.pooled_study
+    assert pooled is not None and len(pooled.trials) == 24             # every finished trial, each arm's own too
+    assert "decoder" not in pooled.trials[0].params
+    for name, study in searcher.studies.items():
+        stats = {s.arm: s for s in searcher.arm_stats()}
+        assert len(study.trials) == stats[name].trials                   # its pooled trials copied in
+        assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    values = sorted(t.value for t in pooled.trials)
+    assert values == sorted(t.value for s in searcher.studies.values() for t in s.trials)
+
+
+def test_pooled_trials_zero_is_the_per_arm_searcher_and_only_complete_trials_are_shared() -> None:
+    assert _searcher(pooled_trials=0).pooled_study is None
+    assert [_cycle(_searcher(seed=3, pooled_trials=0), f"t{i}") for i in range(1)] == \
+        [_cycle(_searcher(seed=3), f"t{i}") for i in range(1)]
+    searcher = _searcher(pooled_trials=5)
+    searcher.suggest("t0")
+    searcher.on_trial_complete("t0", error=True)          # a crash: FAIL, learnt by neither study
+    searcher.suggest("t1")
+    searcher.on_trial_complete("t1", None)                # no result: PRUNED, not copied
+    assert [t.state for t in searcher.pooled_study.trials] == [TrialState.FAIL, TrialState.PRUNED]
+    assert sum(len(s.trials) for s in searcher.studies.values()) == 0
+    with pytest.raises(ValueError, match="pooled_trials"):
+        _searcher(pooled_trials=-1)
+
+
+def test_pooled_searcher_saves_restores_and_reads_an_older_state(tmp_path: Path) -> None:
+    original = _searcher(seed=1, pooled_trials=3)
+    for i in range(8):
+        _cycle(original, f"t{i}")
+    original.suggest("t8")                                 # in flight, from the pooled study or its own
+    path = str(tmp_path / "searcher.pkl")
+    original.save(path)
+    restored = _searcher(seed=9)
+    restored.restore(path)
+    for searcher in (original, restored):
+        searcher.on_trial_complete("t8", {METRIC: 1.0, "training_iteration": 1})
+    assert [_cycle(restored, f"n{i}") for i in range(4)] == [_cycle(original, f"n{i}") for i in range(4)]
+
+    old = _searcher()                                      # saved before pooling existed
+    _cycle(old, "t0")
+    old.suggest("t1")
+    del old._arms.pooled, old._arms.pooled_trials
+    for entry in old._arms.live.values():
+        del entry.__dict__["pooled"]
+    old.save(path)
+    restored = _searcher(seed=5, pooled_trials=4)
+    restored.restore(path)
+    assert restored.pooled_study is None
+    restored.on_trial_complete("t1", {METRIC: 2.0, "training_iteration": 1})
+    _cycle(restored, "t2")
+    assert sum(s.trials for s in restored.arm_stats()) == 3
