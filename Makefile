@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast ui bench replay peers peers-replay clean
+.PHONY: setup run test test-fast ui bench replay peers peers-replay table-report clean
 
 setup: $(STAMP)
 
@@ -56,13 +56,25 @@ $(PEERS_STAMP): benchmarks/peers/requirements.txt
 
 # The comparison. Ours: ~12 min on 2 loaded cores; Syne Tune's ASHA/BOHB/DEHB: ~1.5 h; MOBSTER and
 # Hyper-Tune refit a GP at every suggestion (well over 5 min a replay here), hence fewer seeds.
+# PEERS_METHODS: a subset of Syne Tune's (e.g. "st:asha st:bohb st:dehb st:asha-snap", ~25 min), else all.
 PEERS_SEEDS ?= --seeds-for st:mobster=5 st:hypertune=5
+PEERS_METHODS ?=
 peers-replay: $(STAMP) $(PEERS_STAMP)
 	nice -n 19 $(BIN)/python -m benchmarks.peers.ours --table $(TABLE) --workers 1 2 4 8 --seeds 50 \
 	  --budget-epochs 1000 --out $(PEERS_OUT)/ours.json
 	PYTHONPATH=. nice -n 19 $(PEERS_VENV)/bin/python -m benchmarks.peers.run --table $(TABLE) --workers 1 2 4 8 \
-	  --seeds 50 $(PEERS_SEEDS) --budget-epochs 1000 --out $(PEERS_OUT)/syne-tune.json
+	  --seeds 50 $(if $(PEERS_METHODS),--methods $(PEERS_METHODS),$(PEERS_SEEDS)) --budget-epochs 1000 \
+	  --out $(PEERS_OUT)/syne-tune.json
 	$(BIN)/python -m benchmarks.peers.report --results $(PEERS_OUT)/ours.json $(PEERS_OUT)/syne-tune.json --out $(PEERS_OUT)
+
+# Everything issue 16 reports for one complete table: how hard its decoder choice is, the decoder
+# bandits, and the peers' comparison (benchmarks/README.md, "Tables where the decoder matters").
+table-report: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python -m benchmarks.decoder_ranking --table $(TABLE) --out benchmarks/results/decoder-ranking/$(notdir $(TABLE)).json
+	$(BIN)/python -m benchmarks.replay --table $(TABLE) --methods random --seeds 2 --workers 4 --budget-epochs 1000 \
+	  --bandit --bandit-configs all --bandit-seeds 10 --bandit-budgets 0.2 0.4 0.6 1.0 --no-plot \
+	  --out benchmarks/results/bandits-$(notdir $(TABLE))
+	$(MAKE) peers-replay TABLE=$(TABLE) PEERS_METHODS="$(or $(PEERS_METHODS),st:asha st:bohb st:dehb st:asha-snap)"
 
 clean:
 	rm -rf $(VENV) $(PEERS_VENV) *.egg-info build

@@ -53,7 +53,6 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search.callback import MlflowTrialCallback
 from search.config import parse_config
-from search.connect import PRELOAD_ENV, PRELOAD_MODULES
 from search.driver import run_search
 from search.tracking import PARENT_TAG
 
@@ -197,23 +196,22 @@ def trial_times(experiment: Path) -> tuple[list[float], float, int]:
 
 
 @contextmanager
-def cluster(nodes: int, cpus_per_node: int, preload: bool = True) -> Iterator[Cluster]:
-    """A head that takes no trial and ``nodes`` worker nodes, the driver connected to it. With
-    ``preload`` the nodes start as docker-compose.yml's do (and as ``vaesearch run``'s own Ray):
-    each prestarted worker imports torch and the trainable before it takes a trial."""
+def cluster(nodes: int, cpus_per_node: int) -> Iterator[Cluster | None]:
+    """A head that takes no trial and ``nodes`` worker nodes, the driver connected to it; with
+    ``nodes=0`` no cluster but a Ray of this machine's own with ``cpus_per_node`` CPUs, as
+    ``vaesearch run`` starts it without an address (one CPU per trial slot)."""
     ray.shutdown()
-    saved = os.environ.get(PRELOAD_ENV)
-    os.environ[PRELOAD_ENV] = PRELOAD_MODULES if preload else ""   # read by each node's raylet as it starts
+    if nodes == 0:
+        ray.init(address="local", num_cpus=cpus_per_node, include_dashboard=False, log_to_driver=False)
+        try:
+            yield None
+        finally:
+            ray.shutdown()
+        return
+    cl = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     try:
-        cl = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
         for _ in range(nodes):
             cl.add_node(num_cpus=cpus_per_node)
-    finally:
-        if saved is None:
-            os.environ.pop(PRELOAD_ENV, None)
-        else:
-            os.environ[PRELOAD_ENV] = saved
-    try:
         cl.wait_for_nodes()
         ray.init(address=cl.address, log_to_driver=False)
         yield cl
@@ -256,43 +254,44 @@ def main(argv: list[str] | None = None) -> int:
                              "--epochs 5 each, at each --trials")
     parser.add_argument("--writes", nargs="+", choices=["background", "loop"], default=["background"],
                         help="MLflow writes by a writer thread (the default) or in Tune's loop (before issue 16)")
-    parser.add_argument("--preload", choices=["on", "off"], default="on",
-                        help="the nodes' workers import torch and the trainable before the first trial "
-                             "(RAY_preload_python_modules, as docker-compose.yml's nodes and vaesearch's own Ray)")
     parser.add_argument("--cluster-per-search", action="store_true",
-                        help="a new cluster for each search, as each `vaesearch run` starts its own Ray "
-                             "(always so with --goodput): Ray prestarts its workers only when a node starts")
-    parser.add_argument("--nodes", type=int, default=4)
+                        help="a new cluster (or local Ray) for each search, as each `vaesearch run` starts its "
+                             "own Ray (always so with --goodput): no search inherits another's workers")
+    parser.add_argument("--nodes", type=int, default=4,
+                        help="simulated worker nodes; 0: a Ray of this machine's own (--cpus-per-node CPUs) as "
+                             "`vaesearch run` starts without --address")
     parser.add_argument("--cpus-per-node", type=int, default=2)
     parser.add_argument("--out", type=Path, help="append the rows to this JSON-lines file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    slots = args.nodes * args.cpus_per_node
+    slots = max(1, args.nodes) * args.cpus_per_node
     if args.goodput:
         epochs = 5
         runs = [(n, epochs, length / (epochs * STEPS_PER_EPOCH)) for length in args.goodput for n in args.trials]
     else:
         runs = [(n, args.epochs, args.delay) for n in args.trials]
-    print(f"machine: {os.cpu_count()} CPUs; cluster: head (0 CPUs) + {args.nodes} nodes x {args.cpus_per_node} "
-          f"CPUs = {slots} trial slots; decoder sleeps per training step ({STEPS_PER_EPOCH} steps per epoch)")
+    where = (f"cluster: head (0 CPUs) + {args.nodes} nodes x {args.cpus_per_node} CPUs" if args.nodes
+             else f"a local Ray of {args.cpus_per_node} CPUs")
+    print(f"machine: {os.cpu_count()} CPUs; {where} = {slots} trial slots; decoder sleeps per training step "
+          f"({STEPS_PER_EPOCH} steps per epoch)")
     print(HEADER)
     fresh = args.cluster_per_search or bool(args.goodput)
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as shared:
         if not fresh:
-            shared.enter_context(cluster(args.nodes, args.cpus_per_node, preload=args.preload == "on"))
+            shared.enter_context(cluster(args.nodes, args.cpus_per_node))
         for kind in args.stores:
             directory = Path(tmp) / kind
             directory.mkdir()
             with store(kind, directory) as uri:
                 for (n, epochs, delay), writes in itertools.product(runs, args.writes):
-                    with cluster(args.nodes, args.cpus_per_node, preload=args.preload == "on") if fresh else nullcontext():
+                    with cluster(args.nodes, args.cpus_per_node) if fresh else nullcontext():
                         row = measure(kind, uri, directory / f"{n}-{epochs}-{delay:g}-{writes}", trials=n,
                                       epochs=epochs, slots=slots, delay=delay, writes=writes)
                     print(format_row(row), flush=True)
                     if args.out:
                         with args.out.open("a") as f:
                             f.write(json.dumps({**asdict(row), "delay": delay, "nodes": args.nodes,
-                                                "cpus_per_node": args.cpus_per_node, "preload": args.preload,
+                                                "cpus_per_node": args.cpus_per_node,
                                                 "cluster_per_search": fresh,
                                                 "machine_cpus": os.cpu_count()}) + "\n")
     return 0

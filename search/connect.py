@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -21,20 +21,6 @@ log = logging.getLogger(__name__)
 #: stall Tune's loop; the callback queues and retries instead (tracking.retry_s). Overridable.
 HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
-
-
-#: What every worker process of a Ray this run starts imports before it takes work (Ray's
-#: ``RAY_preload_python_modules``). torch and the trainable take seconds to import; without this
-#: each trial slot's first trial pays for it. Ray prestarts a worker per CPU when it starts, so the
-#: imports run while the driver sets the search up. A cluster's nodes get it from their own
-#: environment (docker-compose.yml, docs/cluster.md). A value already set wins; empty turns it off.
-PRELOAD_ENV = "RAY_preload_python_modules"
-PRELOAD_MODULES = "torch,trainables.ray_trainables"
-
-
-def preload_trainable(environ: MutableMapping[str, str]) -> None:
-    """Ask the Ray about to start here to import the trainable in its workers ahead of the trials."""
-    environ.setdefault(PRELOAD_ENV, PRELOAD_MODULES)
 
 
 class UnavailableError(RuntimeError):
@@ -133,7 +119,6 @@ def _start_or_join(address: str | None, verbose: int, py_modules: Sequence[str] 
         # them (docs/cluster.md, "What listens where").
         if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
             log.warning("RAY_AUTH_MODE=disabled: the local Ray's ports (on all interfaces) accept any client")
-        preload_trainable(os.environ)
         ray.init(address="local", include_dashboard=False, log_to_driver=verbose > 1)
     else:
         check_ray_address(address, source)

@@ -21,7 +21,7 @@ from benchmarks.regret import table_bounds
 from benchmarks.replay import run_method, to_run
 from benchmarks.table import Table
 
-DEFAULT_METHODS = ("random", "random+asha", "optuna+asha", "hyperband", "bandit_tpe+asha")
+DEFAULT_METHODS = ("random", "random+asha", "optuna+asha", "hyperband", "bandit_tpe+asha", "bandit_tpe-per-arm+asha")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,6 @@ on SQLite) whose row must describe that run."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -49,19 +48,25 @@ def test_the_span_is_first_start_to_last_end_of_tunes_events() -> None:
 
 
 @pytest.mark.integration
-def test_a_small_scale_run_reports_that_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from search.connect import PRELOAD_ENV
-
-    monkeypatch.setenv(PRELOAD_ENV, "json")       # the driver's own value, set aside for the cluster only
+def test_a_small_scale_run_reports_that_run(tmp_path: Path) -> None:
     out = tmp_path / "rows.jsonl"
     assert search_scale.main(["--trials", "3", "--epochs", "2", "--delay", "0.05", "--stores", "sqlite",
                               "--nodes", "1", "--cpus-per-node", "2", "--cluster-per-search", "--out", str(out)]) == 0
-    assert os.environ[PRELOAD_ENV] == "json"
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert (row["trials"], row["child_runs"], row["slots"], row["writes"]) == (3, 3, 2, "background")
-    assert (row["preload"], row["cluster_per_search"]) == ("on", True)
+    assert row["cluster_per_search"] is True
     # 2 epochs x 2 steps x 0.05 s of sleep at least, inside each trial's own time
     assert row["trial_seconds"] >= 0.2 and row["span"] >= 3 * 0.2 / 2
     assert 0 < row["goodput_wall"] < row["goodput_span"] <= 1
     assert row["mlflow_per_epoch"] > 0 and row["mlflow_per_trial"] > 0 and row["optuna_per_trial"] > 0
     assert row["driver_cpu_per_trial"] > 0 and row["wall"] > row["span"]
+
+
+@pytest.mark.integration
+def test_nodes_zero_measures_the_local_ray_vaesearch_run_starts(tmp_path: Path) -> None:
+    out = tmp_path / "rows.jsonl"
+    assert search_scale.main(["--goodput", "0.2", "--trials", "2", "--stores", "sqlite", "--nodes", "0",
+                              "--cpus-per-node", "2", "--out", str(out)]) == 0
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (row["trials"], row["child_runs"], row["slots"], row["nodes"]) == (2, 2, 2, 0)
+    assert row["cluster_per_search"] is True and 0 < row["goodput_span"] <= 1

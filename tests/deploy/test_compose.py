@@ -7,7 +7,6 @@ volume for Tune's storage_path at one path on every node, healthchecks and start
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 from typing import Any
 
@@ -63,15 +62,6 @@ def test_token_auth_on_every_ray_node(services: dict[str, dict[str, Any]]) -> No
         assert env.get("RAY_AUTH_MODE") == "token", name
         assert REQUIRED_VAR.fullmatch(env.get("RAY_AUTH_TOKEN", "")), f"{name}: RAY_AUTH_TOKEN must be ${{RAY_AUTH_TOKEN:?...}}"
         assert REQUIRED_VAR.fullmatch(env["RAY_AUTH_TOKEN"]).group(1) == "RAY_AUTH_TOKEN"
-
-
-def test_ray_nodes_preload_what_vaesearch_starts_locally(services: dict[str, dict[str, Any]]) -> None:
-    from search.connect import PRELOAD_ENV, PRELOAD_MODULES
-
-    for name in RAY_SERVICES:
-        modules = env_of(services[name]).get(PRELOAD_ENV, "").split(",")
-        assert modules == PRELOAD_MODULES.split(","), name
-        assert all(importlib.util.find_spec(m) for m in modules), modules
 
 
 def test_workers_join_the_head_and_nothing_binds_wide_outside_the_container(services: dict[str, dict[str, Any]]) -> None:

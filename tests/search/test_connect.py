@@ -84,36 +84,3 @@ def test_a_driver_joining_a_cluster_ships_the_plugin_modules(tmp_path: Path) -> 
     assert join_runtime_env(shipped, {}) == {"py_modules": shipped}
     assert join_runtime_env(shipped, {"RAY_JOB_CONFIG_JSON_ENV_VAR": "{}"}) is None
     assert join_runtime_env([], {}) is None
-
-
-def test_a_local_ray_preloads_the_trainable_unless_told_otherwise() -> None:
-    from search.connect import PRELOAD_ENV, PRELOAD_MODULES, preload_trainable
-
-    environ: dict[str, str] = {}
-    preload_trainable(environ)
-    assert environ == {PRELOAD_ENV: PRELOAD_MODULES}
-    environ = {PRELOAD_ENV: ""}          # the user's value wins, an empty one too (off)
-    preload_trainable(environ)
-    assert environ == {PRELOAD_ENV: ""}
-
-
-@pytest.mark.integration
-def test_the_workers_of_a_local_ray_import_the_trainable_before_the_first_trial(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """What each slot's first trial no longer pays: the worker it lands on has torch and the
-    trainable imported already."""
-    import ray
-
-    from search.connect import PRELOAD_ENV, PRELOAD_MODULES, ensure_ray
-    from tests.search import preload_probe
-
-    monkeypatch.setenv(PRELOAD_ENV, "")  # recorded, so that the value ensure_ray sets is undone after
-    monkeypatch.delenv(PRELOAD_ENV)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    ray.shutdown()                       # the shared test Ray does not preload; the conftest restarts it
-    try:
-        ensure_ray(None, verbose=0)
-        probe = ray.remote(num_cpus=1)(preload_probe.imported)
-        assert ray.get(probe.remote(PRELOAD_MODULES.split(",")), timeout=120) == PRELOAD_MODULES.split(",")
-    finally:
-        ray.shutdown()
