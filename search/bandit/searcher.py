@@ -150,11 +150,11 @@ class _Arms:
         return self.pooled if entry.pooled and self.pooled is not None else self.studies[entry.arm]
 
     def start(self, trial_id: str, arm: int, define: DefineByRun) -> dict[str, Any]:
-        pooled = self.pooled is not None and self.completed[arm] < self.pooled_trials
-        trial = (self.pooled if pooled and self.pooled is not None else self.studies[arm]).ask()
+        study = self.pooled if self.pooled is not None and self.completed[arm] < self.pooled_trials else self.studies[arm]
+        trial = study.ask()
         fixed = define(trial)
         config = {**trial.params, **fixed, DECODER_KEY: self.names[arm]}
-        self.live[trial_id] = _Live(arm, trial, config, pooled)
+        self.live[trial_id] = _Live(arm, trial, config, pooled=study is self.pooled)
         self.trials[arm] += 1
         return config
 
