@@ -50,6 +50,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "own study (search.pooled_trials: 0)", (("pooled_trials", 0),)),
     Method("bandit_tpe-per-arm+asha", "bandit_tpe", "asha", "bandit_tpe-per-arm + ASHA early stopping",
            (("pooled_trials", 0),)),
+    Method("bandit_tpe-common-step", "bandit_tpe", "none", "bandit_tpe before pairwise comparison: every decoder "
+           "compared at the deepest epoch all have reached (search.arm_comparison: common_step)",
+           (("arm_comparison", "common_step"),)),
+    Method("bandit_tpe-common-step+asha", "bandit_tpe", "asha", "bandit_tpe-common-step + ASHA early stopping",
+           (("arm_comparison", "common_step"),)),
 )}
 
 

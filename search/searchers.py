@@ -56,7 +56,8 @@ def make_searcher(config: Config) -> Searcher:
     if search.algorithm == "bandit_tpe":   # two objectives: the hypervolume bandit
         searcher = BanditTPESearcher(search.space, metric=metric, mode=mode, seed=config.seed,
                                      n_startup_trials=search.n_startup_trials, exploration=search.exploration,
-                                     pooled_trials=search.bandit_pooled_trials())
+                                     pooled_trials=search.bandit_pooled_trials(),
+                                     arm_comparison=search.arm_comparison)
     else:
         searcher = OptunaSearch(space=DefineByRun(search.space), metric=metric, mode=mode, sampler=make_sampler(config))
     return ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)

@@ -21,7 +21,8 @@ from benchmarks.regret import table_bounds
 from benchmarks.replay import run_method, to_run
 from benchmarks.table import Table
 
-DEFAULT_METHODS = ("random", "random+asha", "optuna+asha", "hyperband", "bandit_tpe+asha", "bandit_tpe-per-arm+asha")
+DEFAULT_METHODS = ("random", "random+asha", "optuna+asha", "hyperband", "bandit_tpe+asha", "bandit_tpe-per-arm+asha",
+                   "bandit_tpe-common-step+asha")
 
 
 def main(argv: list[str] | None = None) -> int:

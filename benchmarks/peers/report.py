@@ -32,6 +32,9 @@ CALIBRATIONS = (("random+asha", "st:asha-snap"), ("random+asha", "st:asha"),
 OURS = "bandit_tpe+asha"
 #: bandit_tpe with its pooled first trials (the default) against the per-decoder-only searcher
 POOLING = (("bandit_tpe-per-arm+asha", "bandit_tpe+asha"), ("bandit_tpe-per-arm", "bandit_tpe"))
+ARM_COMPARISON = (("bandit_tpe-common-step+asha", "bandit_tpe+asha"), ("bandit_tpe-common-step", "bandit_tpe"))
+#: bandit_tpe's changes, each set against the searcher before it (difference = before − after)
+BEFORE_AFTER = {"pooling": POOLING, "arm_comparison": ARM_COMPARISON}
 RESAMPLES = 2000
 _BIG = 1e12
 
@@ -115,9 +118,10 @@ def markdown(runs: dict[str, dict[str, dict[str, Any]]], budget: int) -> str:
 
 def comparisons(runs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
     """Per W: the calibration (their random search / ASHA vs ours; difference = theirs − ours),
-    every peer against bandit_tpe+ASHA (difference = peer − ours) and, where both ran, bandit_tpe's
-    per-decoder-only searcher against the pooled default (difference = per-arm − pooled), on epochs
-    and simulated seconds to regret <= 0.05."""
+    every peer against bandit_tpe+ASHA (difference = peer − ours) and, where both ran, each of
+    bandit_tpe's changes against the searcher before it (``BEFORE_AFTER``: the per-decoder-only
+    searcher against the pooled default, the one-step arm comparison against the pairwise default;
+    difference = before − after), on epochs and simulated seconds to regret <= 0.05."""
     out: dict[str, Any] = {}
     for w, methods in runs.items():
         entry: dict[str, Any] = {}
@@ -134,11 +138,12 @@ def comparisons(runs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
                         continue
                     d = median_difference(rec[key]["per_seed"], methods[OURS][key]["per_seed"])
                     entry.setdefault(f"vs_{OURS}_{axis}", {})[name] = {**d, "verdict": verdict(d, name, OURS)}
-            for before, after in POOLING:
-                if before in methods and after in methods:
-                    d = median_difference(methods[before][key]["per_seed"], methods[after][key]["per_seed"])
-                    entry.setdefault(f"pooling_{axis}", {})[f"{before} vs {after}"] = {
-                        **d, "verdict": verdict(d, before, after)}
+            for change, pairs in BEFORE_AFTER.items():
+                for before, after in pairs:
+                    if before in methods and after in methods:
+                        d = median_difference(methods[before][key]["per_seed"], methods[after][key]["per_seed"])
+                        entry.setdefault(f"{change}_{axis}", {})[f"{before} vs {after}"] = {
+                            **d, "verdict": verdict(d, before, after)}
         out[w] = entry
     return out
 

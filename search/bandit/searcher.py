@@ -8,10 +8,13 @@ latent dimension, learning rate and the KL schedule. Results go back to both.
 UCB scores an arm by its *best* value so far, not its running mean: a VAE search's values are
 heavy-tailed (one bad β ruins a trial) and improve as TPE learns, so the mean would punish an arm
 for its early random trials. Arms are compared at equal training: every epoch any trial reports
-(running ones included) updates its arm's best value at that epoch, and UCB compares the arms'
-bests at the deepest epoch every reporting arm has reached (:func:`equal_fidelity`). Comparing
-final values instead would mix an early-stopped trial's first-epoch value with another arm's
-20-epoch value, and would leave the bandit blind while the first trials run. Each arm has its own
+(running ones included) updates its arm's best value at that epoch, and each pair of arms is
+compared at the deepest epoch both have reached; an arm's UCB quality is its share of pairwise
+wins (:func:`pairwise_quality`, ``arm_comparison="pairwise"``). Comparing final values instead
+would mix an early-stopped trial's first-epoch value with another arm's 20-epoch value, and would
+leave the bandit blind while the first trials run. ``arm_comparison="common_step"`` is the rule
+before: every arm at the deepest epoch all reporting arms have reached (:func:`equal_fidelity`),
+which an arm that ASHA cut at its first rung pins to epoch 1 for the rest of the search. Each arm has its own
 study because the good β / latent size depend on the decoder; one shared study would blur them.
 
 But an arm's own study knows nothing until that arm has trials of its own, while much of what the
@@ -49,7 +52,7 @@ from ray.tune.search import UNDEFINED_METRIC_MODE, Searcher
 from ray.tune.search.variant_generator import parse_spec_vars
 
 from search.bandit.hypervolume import hypervolume_rewards
-from search.bandit.ucb import MODES, ArmStats, equal_fidelity, ucb_arm, ucb_pick
+from search.bandit.ucb import ARM_COMPARISONS, MODES, ArmStats, equal_fidelity, pairwise_quality, ucb_arm, ucb_pick
 from search.config import SearchSpace
 from search.space import DefineByRun
 from trainables.search_names import DECODER_KEY
@@ -216,6 +219,7 @@ class BanditTPESearcher(Searcher):
         n_startup_trials: int = 5,
         exploration: float = 1.0,
         pooled_trials: int = 0,
+        arm_comparison: str = "pairwise",
     ) -> None:
         names = _arm_names(space)
         _objectives(metric, mode)
@@ -225,10 +229,13 @@ class BanditTPESearcher(Searcher):
             raise ValueError(f"n_startup_trials must be >= 0, got {n_startup_trials=}")
         if pooled_trials < 0:
             raise ValueError(f"pooled_trials must be >= 0, got {pooled_trials=}")
+        if arm_comparison not in ARM_COMPARISONS:
+            raise ValueError(f"arm_comparison must be one of {ARM_COMPARISONS}, got {arm_comparison=}")
         super().__init__(metric=metric, mode=mode)
         # The decoder is the bandit's choice, so each arm's study searches the rest of the space.
         self._define = DefineByRun(space.model_copy(update={DECODER_KEY: None}))
         self._exploration = exploration
+        self._arm_comparison = arm_comparison
         self._arms = _Arms(names, seed, n_startup_trials, pooled_trials)
 
     def set_search_properties(self, metric: str | list[str] | None, mode: str | list[str] | None, config: dict,
@@ -255,6 +262,9 @@ class BanditTPESearcher(Searcher):
             self._arms.create_studies(self._mode)
         if self._two_objectives:
             arm = ucb_pick(self._arms.rewards(), self._arms.trials, self._exploration, first=self._arms.first)
+        elif self._arm_comparison == "pairwise":
+            quality = pairwise_quality(self._arms.curves, self._mode)
+            arm = ucb_pick(quality, self._arms.trials, self._exploration, first=self._arms.first)
         else:
             values, _ = equal_fidelity(self._arms.curves)
             arm = ucb_arm(values, self._arms.trials, self._mode, self._exploration, first=self._arms.first)
@@ -365,4 +375,5 @@ class BanditTPESearcher(Searcher):
             arms.points = [[] for _ in arms.names]
         if not hasattr(arms, "pooled"):  # saved before the pooled study: it goes on without one
             arms.pooled, arms.pooled_trials = None, 0
+        state.setdefault("_arm_comparison", "common_step")  # saved before pairwise comparison: the rule it ran
         self.__dict__.update(state)

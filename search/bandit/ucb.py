@@ -1,8 +1,11 @@
 """UCB1 over decoder arms compared at equal training: the pure part of ``bandit_tpe``.
 
 UCB1 (Auer, Cesa-Bianchi & Fischer 2002, "Finite-time analysis of the multiarmed bandit
-problem") on each arm's *best* value so far, normalised to [0, 1], with the arms compared at the
-deepest epoch every reporting arm has reached (:func:`equal_fidelity`). No Ray, no Optuna: the
+problem") on each arm's *best* value so far, compared at equal training: ``bandit_tpe`` scores an
+arm by its pairwise wins, each pair of arms compared at the deepest epoch both have reached
+(:func:`pairwise_quality`, then :func:`ucb_pick`); :func:`equal_fidelity` + :func:`ucb_arm` are
+the one-step rule it used before (every arm at the deepest epoch all have reached, values
+normalised to [0, 1]). No Ray, no Optuna: the
 searcher (``search/bandit/searcher.py``) feeds these functions.
 """
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 MODES = ("min", "max")
+ARM_COMPARISONS = ("pairwise", "common_step")  # pairwise_quality + ucb_pick | equal_fidelity + ucb_arm
 
 
 @dataclass
@@ -52,6 +56,39 @@ def equal_fidelity(curves: Sequence[Mapping[int, float]]) -> tuple[list[float | 
         return [None] * len(curves), None
     step = min(reached)
     return [c[step] if c else None for c in curves], step
+
+
+def pairwise_quality(curves: Sequence[Mapping[int, float]], mode: str) -> list[float]:
+    """Each arm's share of pairwise wins, each pair compared at the deepest step both have reached.
+
+    ``curves[i]`` maps a step to arm ``i``'s best value reported at that step (by any trial). Arm
+    ``i`` scores 1 for each other reporting arm ``j`` it beats at ``max(steps of i & steps of j)``
+    and 0.5 for a tie there; ``q_i`` is that sum over the number of other reporting arms, in [0, 1].
+    Arms with no report get 1 (optimism, as in :func:`ucb_arm`); a lone reporting arm, or arms
+    with no common step, 0.5.
+
+    Unlike one step for all arms (:func:`equal_fidelity`), an arm whose trials an early-stopping
+    scheduler cut at its first rung cannot hold every comparison at that rung: the arms that went
+    on are compared with each other where they both went. Under ASHA the first rung's ranking can
+    be a poor guide (``benchmarks/README.md``, the held-out table ``mnist5k-grey-w0.0625``).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode=}")
+    sign = 1.0 if mode == "min" else -1.0
+    reporting = [i for i, c in enumerate(curves) if c]
+    q = [1.0] * len(curves)
+    for i in reporting:
+        score, rivals = 0.0, 0
+        for j in reporting:
+            common = curves[i].keys() & curves[j].keys()
+            if j == i or not common:
+                continue
+            step = max(common)
+            a, b = sign * curves[i][step], sign * curves[j][step]
+            score += 1.0 if a < b else 0.5 if a == b else 0.0
+            rivals += 1
+        q[i] = score / rivals if rivals else 0.5
+    return q
 
 
 def ucb_arm(

@@ -208,6 +208,10 @@ class SearchConfig(Strict):
     # it has this many finished trials of its own, then from its own study (0: its own study only).
     # Unset: 10 for objective: metric (measured, benchmarks/README.md), 0 for rate_distortion (not measured there).
     pooled_trials: int | None = Field(default=None, ge=0)
+    # bandit_tpe (objective: metric): how decoders are compared at equal training. pairwise: each pair
+    # at the deepest epoch both reached (an arm ASHA cut at its first rung no longer holds every
+    # comparison there); common_step: all at the deepest epoch every decoder reached (the rule before).
+    arm_comparison: Literal["pairwise", "common_step"] = "pairwise"
 
     def bandit_pooled_trials(self) -> int:
         """``pooled_trials``, or its default for the objective."""

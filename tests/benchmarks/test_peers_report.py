@@ -51,6 +51,15 @@ def test_the_pooled_bandit_is_set_against_its_per_arm_searcher() -> None:
     assert pooling["bandit_tpe-per-arm+asha vs bandit_tpe+asha"]["difference"] == 50
     assert pooling["bandit_tpe-per-arm+asha vs bandit_tpe+asha"]["verdict"] == "bandit_tpe+asha is better beyond the noise"
     assert "agree" in pooling["bandit_tpe-per-arm vs bandit_tpe"]["verdict"]
+    assert "arm_comparison_epochs" not in comparisons(runs)["2"]          # no common-step run
+
+
+def test_the_pairwise_arm_comparison_is_set_against_the_one_step_rule() -> None:
+    runs, _ = merge([_file("ours", {"bandit_tpe+asha": 60, "bandit_tpe-common-step+asha": 10, "bandit_tpe": 30})])
+    change = comparisons(runs)["2"]["arm_comparison_epochs"]
+    assert list(change) == ["bandit_tpe-common-step+asha vs bandit_tpe+asha"]   # the alone pair lacks its "before"
+    assert change["bandit_tpe-common-step+asha vs bandit_tpe+asha"]["difference"] == -50
+    assert "bandit_tpe-common-step+asha is better" in change["bandit_tpe-common-step+asha vs bandit_tpe+asha"]["verdict"]
 
 
 def test_merge_refuses_different_budgets() -> None:

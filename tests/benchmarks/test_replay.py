@@ -34,6 +34,8 @@ EXPECTED = {
     "bandit_tpe+asha": (BanditTPESearcher, None, AsyncHyperBandScheduler),
     "bandit_tpe-per-arm": (BanditTPESearcher, None, FIFOScheduler),
     "bandit_tpe-per-arm+asha": (BanditTPESearcher, None, AsyncHyperBandScheduler),
+    "bandit_tpe-common-step": (BanditTPESearcher, None, FIFOScheduler),
+    "bandit_tpe-common-step+asha": (BanditTPESearcher, None, AsyncHyperBandScheduler),
 }
 
 
@@ -57,6 +59,7 @@ def test_method_is_built_from_the_live_classes(method: str) -> None:
         assert isinstance(searcher.searcher._sampler, sampler_cls)
     if method.startswith("bandit_tpe"):   # the live default pools each decoder's first 10 trials
         assert searcher.searcher._arms.pooled_trials == (0 if "per-arm" in method else 10)
+        assert searcher.searcher._arm_comparison == ("common_step" if "common-step" in method else "pairwise")
     assert max_pending(searcher) == (32 if method == "hyperband" else 2)
 
 

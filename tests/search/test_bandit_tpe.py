@@ -220,6 +220,8 @@ def test_bad_arguments_raise() -> None:
         BanditTPESearcher(_space(), exploration=-0.5)
     with pytest.raises(ValueError, match="mode"):
         BanditTPESearcher(_space(), metric=METRIC, mode="minimize")
+    with pytest.raises(ValueError, match="arm_comparison"):
+        BanditTPESearcher(_space(), arm_comparison="final")
 
 
 def test_unknown_trial_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
@@ -242,13 +244,42 @@ def test_arms_are_compared_at_equal_training_not_by_their_longest_trial() -> Non
     ids = {}
     for name in ("a", "b", "c"):
         ids[name] = searcher.suggest(name)["decoder"]
-    curves = {"a": [300.0, 200.0, 150.0], "b": [250.0, 210.0], "c": [280.0]}  # b is best at every epoch
+    curves = {"a": [300.0, 220.0, 150.0], "b": [250.0, 210.0], "c": [280.0]}  # b is best at every epoch it shares
     for name, values in curves.items():
         for step, value in enumerate(values, start=1):
             searcher.on_trial_result(name, {METRIC: value, "training_iteration": step})
         searcher.on_trial_complete(name, {METRIC: values[-1], "training_iteration": len(values)})
     assert {s.arm: s.best for s in searcher.arm_stats()}[ids["a"]] == 150.0  # a's final value is the lowest
-    assert searcher.suggest("next")["decoder"] == ids["b"]  # but at epoch 1 (all arms have it), b leads
+    assert searcher.suggest("next")["decoder"] == ids["b"]  # but b beats a at epoch 2 and c at epoch 1
+
+
+@pytest.mark.parametrize(("rule", "winner"), [("pairwise", "deep"), ("common_step", "early")])
+def test_an_arm_cut_at_the_first_rung_does_not_hold_every_comparison_there(rule: str, winner: str) -> None:
+    """ASHA cut the "cut" arm's trial at epoch 1. The "early" arm leads at epoch 1, the "deep" arm
+    at epoch 3, where both went on. The one-step rule compares all three at epoch 1 (the deepest
+    epoch every arm reached) and picks "early"; pairwise, "deep" beats "early" where both went."""
+    searcher = _searcher(exploration=0.0, arm_comparison=rule)
+    ids = {name: searcher.suggest(name)["decoder"] for name in ("cut", "early", "deep")}
+    curves = {"cut": [130.0], "early": [90.0, 80.0, 40.0], "deep": [120.0, 70.0, 30.0]}
+    for name, values in curves.items():
+        for step, value in enumerate(values, start=1):
+            searcher.on_trial_result(name, {METRIC: value, "training_iteration": step})
+        searcher.on_trial_complete(name, {METRIC: values[-1], "training_iteration": len(values)})
+    assert searcher.suggest("next")["decoder"] == ids[winner]
+
+
+def test_a_state_saved_before_pairwise_comparison_keeps_its_rule(tmp_path: Path) -> None:
+    old = _searcher(arm_comparison="common_step")
+    for i in range(3):
+        _cycle(old, f"t{i}")
+    del old._arm_comparison
+    path = str(tmp_path / "old.pkl")
+    old.save(path)
+    restored = _searcher()
+    restored.restore(path)
+    assert restored._arm_comparison == "common_step"
+    _cycle(restored, "t3")
+    assert sum(s.trials for s in restored.arm_stats()) == 4
 
 
 def test_restores_a_state_saved_before_equal_fidelity(tmp_path: Path) -> None:

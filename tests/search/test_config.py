@@ -250,3 +250,10 @@ def test_the_bandit_modes_refuse_a_beta_conditioned_model() -> None:
     with pytest.raises(ConfigError, match="model.beta_conditioned: the bandit modes rank decoders by one metric"):
         check_runnable(parse_config({**BETA_CONDITIONED, "bandit": {"arms": ["mlp_small", "deconv_2x2"]}}),
                        BANDIT_ALLOCATION)
+
+
+def test_bandit_arm_comparison_defaults_to_pairwise_and_names_its_choices() -> None:
+    assert parse_config({}).search.arm_comparison == "pairwise"
+    assert parse_config({"search": {"arm_comparison": "common_step"}}).search.arm_comparison == "common_step"
+    msg = _error({"search": {"arm_comparison": "final"}})
+    assert "search.arm_comparison" in msg and "pairwise" in msg and "common_step" in msg

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from search.bandit.ucb import equal_fidelity, ucb_arm
+from search.bandit.ucb import equal_fidelity, pairwise_quality, ucb_arm
 
 
 def test_untried_arms_come_first_in_index_order() -> None:
@@ -28,6 +28,27 @@ def test_equal_fidelity_compares_arms_at_the_deepest_common_step() -> None:
     # arm 1 is better at equal training, though arm 0's 20-epoch value is lower than anything of arm 1's
     assert ucb_arm(equal_fidelity(curves)[0][:2], [1, 1], "min", 0.0) == 1
     assert equal_fidelity([{}, {}]) == ([None, None], None)
+
+
+def test_pairwise_quality_compares_each_pair_where_both_went() -> None:
+    # arm 0 cut at epoch 1; arm 1 leads at epoch 1; arm 2 leads at epoch 3, which 1 and 2 both reached
+    curves = [{1: 130.0}, {1: 90.0, 2: 80.0, 3: 40.0}, {1: 120.0, 2: 70.0, 3: 30.0}, {}]
+    # by hand: 0 loses to 1 and 2 at epoch 1; 1 loses to 2 at epoch 3; arm 3 has no report (optimism)
+    assert pairwise_quality(curves, "min") == [0.0, 0.5, 1.0, 1.0]
+    mirrored = [{k: -v for k, v in c.items()} for c in curves]
+    assert pairwise_quality(mirrored, "max") == [0.0, 0.5, 1.0, 1.0]
+    # the one-step rule compares all at epoch 1, where arm 1 leads
+    assert equal_fidelity(curves)[1] == 1
+    assert ucb_arm(equal_fidelity(curves)[0][:3], [1, 1, 1], "min", 0.0) == 1
+
+
+def test_pairwise_quality_ties_lone_arms_and_no_common_step() -> None:
+    assert pairwise_quality([{1: 5.0}, {1: 5.0}, {1: 6.0}], "min") == [0.75, 0.75, 0.0]
+    assert pairwise_quality([{3: 5.0}, {}], "min") == [0.5, 1.0]   # a lone reporting arm
+    assert pairwise_quality([{1: 5.0}, {2: 4.0}], "min") == [0.5, 0.5]   # no epoch in common
+    assert pairwise_quality([{}, {}], "min") == [1.0, 1.0]
+    with pytest.raises(ValueError, match="mode"):
+        pairwise_quality([{1: 1.0}], "minimize")
 
 
 @pytest.mark.parametrize(("mode", "expected"), [("min", 1), ("max", 2)])
