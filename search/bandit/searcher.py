@@ -14,8 +14,9 @@ wins (:func:`pairwise_quality`, ``arm_comparison="pairwise"``). Comparing final 
 would mix an early-stopped trial's first-epoch value with another arm's 20-epoch value, and would
 leave the bandit blind while the first trials run. ``arm_comparison="common_step"`` is the rule
 before: every arm at the deepest epoch all reporting arms have reached (:func:`equal_fidelity`),
-which an arm that ASHA cut at its first rung pins to epoch 1 for the rest of the search. Each arm has its own
-study because the good β / latent size depend on the decoder; one shared study would blur them.
+which an arm that ASHA cut at its first rung pins to epoch 1 for the rest of the search. Each arm
+has its own study because the good β / latent size depend on the decoder; one shared study would
+blur them.
 
 But an arm's own study knows nothing until that arm has trials of its own, while much of what the
 other arms' trials show holds for every decoder (a bad learning rate or KL schedule is bad for all

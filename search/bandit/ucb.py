@@ -5,8 +5,8 @@ problem") on each arm's *best* value so far, compared at equal training: ``bandi
 arm by its pairwise wins, each pair of arms compared at the deepest epoch both have reached
 (:func:`pairwise_quality`, then :func:`ucb_pick`); :func:`equal_fidelity` + :func:`ucb_arm` are
 the one-step rule it used before (every arm at the deepest epoch all have reached, values
-normalised to [0, 1]). No Ray, no Optuna: the
-searcher (``search/bandit/searcher.py``) feeds these functions.
+normalised to [0, 1]). No Ray, no Optuna: the searcher (``search/bandit/searcher.py``) feeds
+these functions.
 """
 from __future__ import annotations
 
@@ -80,8 +80,8 @@ def pairwise_quality(curves: Sequence[Mapping[int, float]], mode: str) -> list[f
     for i in reporting:
         score, rivals = 0.0, 0
         for j in reporting:
-            common = curves[i].keys() & curves[j].keys()
-            if j == i or not common:
+            common = curves[i].keys() & curves[j].keys() if j != i else None
+            if not common:
                 continue
             step = max(common)
             a, b = sign * curves[i][step], sign * curves[j][step]
